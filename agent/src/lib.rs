@@ -1,0 +1,15 @@
+//! vigil-agent: the host side of Vigil. Probes read the host through [`root::HostRoot`];
+//! [`run`] numbers each report ([`state`]), keeps it in the [`spool`] until the collector
+//! acknowledges it, and streams it over [`transport`].
+
+pub mod backoff;
+pub mod config;
+pub mod facts;
+pub mod goodbye;
+pub mod probe;
+pub mod read;
+pub mod root;
+pub mod run;
+pub mod spool;
+pub mod state;
+pub mod transport;

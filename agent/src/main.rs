@@ -1,0 +1,193 @@
+//! `vigil-agent`: parse arguments, load the config (every key overridable by a flag), then run
+//! the agent on one single-threaded runtime with a small bounded pool for blocking reads.
+//! Exit codes: 0 clean stop, 1 runtime failure, 2 bad config or arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vigil_agent::config::{AgentConfig, example_toml};
+use vigil_agent::root::HostRoot;
+use vigil_agent::run::{self, Collector};
+use vigil_config::Strictness;
+use vigil_config::cli::{load_or_default, validate_flags};
+
+const DEFAULT_CONFIG: &str = "/etc/vigil/agent.toml";
+
+/// Vigil's host agent: probes this host's health every interval and streams numbered reports
+/// to a collector, keeping every unacknowledged report in an on-disk spool.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). If the default path does not exist, built-in defaults are used.
+    #[arg(long, short, env = "VIGIL_AGENT_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
+    config: PathBuf,
+    /// Collector address, e.g. http://127.0.0.1:7700 (overrides `collector`).
+    #[arg(long, global = true)]
+    collector: Option<String>,
+    /// Time between reports, e.g. 10s (overrides `interval`).
+    #[arg(long, value_parser = humantime::parse_duration, global = true)]
+    interval: Option<Duration>,
+    /// State directory: instance id, sequence number, spool (overrides `state_dir`).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// Read /proc, /sys and /etc under this directory instead of / (overrides `root`).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Longest one probe may run, e.g. 5s (overrides `probe_timeout`).
+    #[arg(long, value_parser = humantime::parse_duration, global = true)]
+    probe_timeout: Option<Duration>,
+    /// Most unacknowledged reports kept on disk (overrides `spool.max_reports`).
+    #[arg(long, global = true)]
+    spool_max_reports: Option<usize>,
+    /// First reconnection delay (overrides `backoff.initial`).
+    #[arg(long, value_parser = humantime::parse_duration, global = true)]
+    backoff_initial: Option<Duration>,
+    /// Longest reconnection delay (overrides `backoff.max`).
+    #[arg(long, value_parser = humantime::parse_duration, global = true)]
+    backoff_max: Option<Duration>,
+    /// Collect one report, print it as JSON (proto3 JSON mapping) and exit; sends nothing.
+    #[arg(long)]
+    once: bool,
+    /// Log filter, e.g. `info` or `vigil_agent=debug` (also RUST_LOG).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config file (and flags) and exit: 0 valid, 2 invalid.
+    CheckConfig {
+        /// Treat unknown keys as errors instead of warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print an example config file with every key at its default.
+    ExampleConfig,
+}
+
+fn load(cli: &Cli, strictness: Strictness) -> Result<AgentConfig, ExitCode> {
+    let explicit = cli.config.as_os_str() != DEFAULT_CONFIG;
+    let mut config: AgentConfig = load_or_default(&cli.config, explicit, strictness)?;
+    if let Some(v) = &cli.collector {
+        config.collector = v.clone();
+    }
+    if let Some(v) = cli.interval {
+        config.interval = v;
+    }
+    if let Some(v) = &cli.state_dir {
+        config.state_dir = v.clone();
+    }
+    if let Some(v) = &cli.root {
+        config.root = v.clone();
+    }
+    if let Some(v) = cli.probe_timeout {
+        config.probe_timeout = v;
+    }
+    if let Some(v) = cli.spool_max_reports {
+        config.spool.max_reports = v;
+    }
+    if let Some(v) = cli.backoff_initial {
+        config.backoff.initial = v;
+    }
+    if let Some(v) = cli.backoff_max {
+        config.backoff.max = v;
+    }
+    // Flags go through the same validation as the file.
+    validate_flags(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match &cli.command {
+        Some(Command::ExampleConfig) => {
+            print!("{}", example_toml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::CheckConfig { strict }) => {
+            let strictness =
+                if *strict { Strictness::RejectUnknown } else { Strictness::WarnUnknown };
+            return match load(&cli, strictness) {
+                Ok(_) => {
+                    println!("{}: ok", cli.config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        None => {}
+    }
+    let config = match load(&cli, Strictness::WarnUnknown) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .thread_keep_alive(Duration::from_secs(30))
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if cli.once {
+        return runtime.block_on(print_once(&config));
+    }
+    match runtime.block_on(run::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--once`: one report as JSON on stdout. Reads the instance id if the state directory has
+/// one, but writes nothing there.
+async fn print_once(config: &AgentConfig) -> ExitCode {
+    let mut collector = Collector::new(HostRoot::new(config.root.clone()), config.probe_timeout);
+    let mut report = collector.collect().await;
+    report.agent_instance = std::fs::read_to_string(config.state_dir.join("instance"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: cannot render report as JSON: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+        _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+    }
+}

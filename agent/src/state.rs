@@ -1,0 +1,162 @@
+//! The agent's durable identity in its state directory: the `instance` UUID, born together with
+//! the directory, and the last assigned report sequence number (`seq`). A sequence number is
+//! never reused within an instance: it is persisted before the report that carries it leaves
+//! the process, and if the stored number is lost while the instance survives, the agent starts
+//! a new instance rather than risk the collector mistaking new reports for old duplicates.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `contents` to `path` atomically (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[derive(Debug)]
+pub struct AgentState {
+    dir: PathBuf,
+    instance: String,
+    seq: u64,
+    /// Whether this start created the instance (new or wiped state directory).
+    pub created: bool,
+}
+
+impl AgentState {
+    /// Opens (creating if needed) the state directory. `spooled_max_seq` is the highest seq
+    /// still in the spool, so a lost `seq` file can be recovered from it.
+    pub fn open(dir: &Path, spooled_max_seq: u64) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let instance_path = dir.join("instance");
+        let seq_path = dir.join("seq");
+        let existing = std::fs::read_to_string(&instance_path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| uuid::Uuid::parse_str(s).is_ok());
+        let stored_seq =
+            std::fs::read_to_string(&seq_path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+
+        let (instance, seq, created) = match (existing, stored_seq) {
+            (Some(instance), Some(seq)) => (instance, seq.max(spooled_max_seq), false),
+            (Some(old), None) if spooled_max_seq > 0 => (old, spooled_max_seq, false),
+            (existing, _) => {
+                if let Some(old) = existing {
+                    tracing::warn!(
+                        old_instance = %old,
+                        "the seq file is missing or unreadable; starting a new agent instance so \
+                         no report can be mistaken for an old one"
+                    );
+                }
+                (uuid::Uuid::new_v4().to_string(), 0, true)
+            }
+        };
+        let state = Self { dir: dir.to_owned(), instance, seq, created };
+        if created {
+            // The seq file first: an instance file without it would mean "seq lost".
+            state.persist_seq(0)?;
+            write_atomic(&instance_path, format!("{}\n", state.instance).as_bytes())
+                .map_err(io(&instance_path))?;
+        }
+        Ok(state)
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The last assigned sequence number (0 before the first report).
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Assigns and persists the next sequence number.
+    pub fn next_seq(&mut self) -> Result<u64, StateError> {
+        let next = self.seq + 1;
+        self.persist_seq(next)?;
+        self.seq = next;
+        Ok(next)
+    }
+
+    fn persist_seq(&self, seq: u64) -> Result<(), StateError> {
+        let path = self.dir.join("seq");
+        write_atomic(&path, format!("{seq}\n").as_bytes()).map_err(io(&path))
+    }
+
+    /// A stable machine identity for plaintext registration when the host has no
+    /// /etc/machine-id: generated once and kept in the state directory.
+    pub fn fallback_machine_id(&self) -> Result<String, StateError> {
+        let path = self.dir.join("machine-id");
+        if let Some(id) = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned())
+            && !id.is_empty()
+        {
+            return Ok(id);
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        write_atomic(&path, format!("{id}\n").as_bytes()).map_err(io(&path))?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_survives_restart_and_instance_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AgentState::open(dir.path(), 0).unwrap();
+        assert!(s.created);
+        assert_eq!(s.next_seq().unwrap(), 1);
+        assert_eq!(s.next_seq().unwrap(), 2);
+        let instance = s.instance().to_owned();
+        let mut again = AgentState::open(dir.path(), 0).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.instance(), instance);
+        assert_eq!(again.next_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn wiped_directory_is_a_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AgentState::open(dir.path(), 0).unwrap().instance().to_owned();
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let second = AgentState::open(dir.path(), 0).unwrap();
+        assert!(second.created);
+        assert_ne!(second.instance(), first);
+        assert_eq!(second.last_seq(), 0);
+    }
+
+    #[test]
+    fn lost_seq_file_recovers_from_spool_or_starts_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AgentState::open(dir.path(), 0).unwrap();
+        s.next_seq().unwrap();
+        let instance = s.instance().to_owned();
+        std::fs::remove_file(dir.path().join("seq")).unwrap();
+        let recovered = AgentState::open(dir.path(), 7).unwrap();
+        assert_eq!((recovered.instance(), recovered.last_seq()), (instance.as_str(), 7));
+        std::fs::write(dir.path().join("seq"), "garbage").unwrap();
+        let fresh = AgentState::open(dir.path(), 0).unwrap();
+        assert!(fresh.created);
+        assert_ne!(fresh.instance(), instance);
+    }
+}

@@ -1,0 +1,321 @@
+//! vigilctl: the operator's terminal view of the collector over its HTTP API. Commands fetch
+//! JSON and render it as a readable table (or pass it through with `--json` for scripts).
+//! Errors name what failed and exit non-zero: 1 for a server-side failure or an unreachable
+//! collector, 2 for bad arguments.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot reach the collector at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status}: {message}")]
+    Api { url: String, status: u16, message: String },
+    #[error("{url}: unreadable answer: {detail}")]
+    BadAnswer { url: String, detail: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CtlError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Result<Self, CtlError> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(CtlError::Usage(format!(
+                "--server {server:?} must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|source| CtlError::Unreachable { url: base.clone(), source })?;
+        Ok(Self { base, http })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, CtlError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| CtlError::Unreachable { url: url.clone(), source })?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| CtlError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+            return Err(CtlError::Api { url, status: status.as_u16(), message });
+        }
+        Ok(body)
+    }
+
+    /// Resolves a full host id or a unique prefix of one (as the table shows it).
+    pub async fn resolve_host(&self, id_or_prefix: &str) -> Result<String, CtlError> {
+        if uuid::Uuid::parse_str(id_or_prefix).is_ok() {
+            return Ok(id_or_prefix.to_owned());
+        }
+        let list = self.get("/api/v1/hosts").await?;
+        let matches: Vec<&str> = list["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["id"].as_str())
+            .filter(|id| id.starts_with(id_or_prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).to_owned()),
+            [] => Err(CtlError::Usage(format!("no host id starts with {id_or_prefix:?}"))),
+            _ => Err(CtlError::Usage(format!(
+                "{id_or_prefix:?} matches {} hosts; give more of the id",
+                matches.len()
+            ))),
+        }
+    }
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn ago(last_seen_ms: Option<i64>, now_ms: i64) -> String {
+    let Some(t) = last_seen_ms else { return "never".into() };
+    let secs = ((now_ms - t).max(0) / 1000) as u64;
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn gib(v: &Value) -> String {
+    v.as_u64()
+        .filter(|b| *b > 0)
+        .map(|b| format!("{:.1}G", b as f64 / 1024.0 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Renders `GET /api/v1/hosts` as a table, one host per line.
+pub fn hosts_table(list: &Value, now_ms: i64) -> String {
+    let headers = [
+        "ID",
+        "HOSTNAME",
+        "CUSTOMER/SITE",
+        "STATUS",
+        "LAST SEEN",
+        "CPU",
+        "MEM",
+        "DISK",
+        "LOAD",
+        "CORES",
+        "RAM",
+        "OS",
+    ];
+    let mut rows: Vec<[String; 12]> = Vec::new();
+    for h in list["hosts"].as_array().into_iter().flatten() {
+        let r = &h["readings"];
+        rows.push([
+            h["id"].as_str().unwrap_or("").chars().take(8).collect(),
+            h["hostname"].as_str().unwrap_or("").to_owned(),
+            format!(
+                "{}/{}",
+                h["customer"].as_str().unwrap_or(""),
+                h["site"].as_str().unwrap_or("")
+            ),
+            h["status"].as_str().unwrap_or("").to_owned(),
+            ago(h["last_seen_unix_ms"].as_i64(), now_ms),
+            pct(&r["cpu_usage_ratio"]),
+            pct(&r["memory_used_ratio"]),
+            pct(&r["filesystem_max_used_ratio"]),
+            r["load1"].as_f64().map(|l| format!("{l:.2}")).unwrap_or_else(|| "-".into()),
+            h["cpu_cores"]
+                .as_u64()
+                .filter(|c| *c > 0)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            gib(&h["memory_total_bytes"]),
+            h["os"].as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned(),
+        ]);
+    }
+    if rows.is_empty() {
+        return "no hosts yet: start an agent pointed at this collector\n".to_owned();
+    }
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                let _ = writeln!(out, "{cell}");
+            } else {
+                let _ = write!(out, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+    };
+    line(&mut out, &headers);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &cells);
+    }
+    out
+}
+
+/// Renders `GET /api/v1/hosts/{id}` for a person.
+pub fn host_detail(h: &Value, now_ms: i64) -> String {
+    let f = &h["facts"];
+    let r = &h["readings"];
+    let s = |v: &Value| v.as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let _ = writeln!(out, "Host        {} ({})", s(&h["hostname"]), s(&h["id"]));
+    let _ = writeln!(out, "Customer    {} / site {}", s(&h["customer"]), s(&h["site"]));
+    let _ = writeln!(
+        out,
+        "Status      {} (last report {}, every {}s)",
+        s(&h["status"]),
+        ago(h["last_seen_unix_ms"].as_i64(), now_ms),
+        h["interval_seconds"]
+    );
+    let _ = writeln!(
+        out,
+        "OS          {} (kernel {}, {})",
+        s(&f["osName"]),
+        s(&f["kernel"]),
+        s(&f["architecture"])
+    );
+    let _ = writeln!(
+        out,
+        "Machine     {} {} (serial {}), BIOS {} {}",
+        s(&f["machineVendor"]),
+        s(&f["machineModel"]),
+        s(&f["machineSerial"]),
+        s(&f["biosVendor"]),
+        s(&f["biosVersion"])
+    );
+    let _ = writeln!(
+        out,
+        "CPU         {} x {}",
+        f["cpuCores"].as_u64().unwrap_or(0),
+        s(&f["cpuModel"])
+    );
+    let _ = writeln!(out, "Memory      {}", gib(&h["memory_total_bytes"]));
+    let _ = writeln!(out, "Agent       {}", s(&h["agent_version"]));
+    let _ = writeln!(
+        out,
+        "Readings    cpu {}  mem {}  swap {}  fullest fs {}  load1 {}  max temp {}",
+        pct(&r["cpu_usage_ratio"]),
+        pct(&r["memory_used_ratio"]),
+        pct(&r["swap_used_ratio"]),
+        pct(&r["filesystem_max_used_ratio"]),
+        r["load1"].as_f64().map(|l| format!("{l:.2}")).unwrap_or_else(|| "-".into()),
+        r["temperature_max_celsius"]
+            .as_f64()
+            .map(|t| format!("{t:.0}°C"))
+            .unwrap_or_else(|| "-".into()),
+    );
+    if let Some(probes) = h["latest_report"]["probes"].as_array() {
+        let _ = writeln!(out, "Probes");
+        for p in probes {
+            let status =
+                p["status"].as_str().unwrap_or("").trim_start_matches("STATUS_").to_lowercase();
+            let message = p["message"].as_str().unwrap_or("");
+            let _ = writeln!(out, "  {:<12} {:<12} {}", s(&p["probe"]), status, message);
+        }
+    }
+    if let Some(instances) = h["instances"].as_array() {
+        let _ = writeln!(out, "Instances");
+        for i in instances {
+            let _ = writeln!(
+                out,
+                "  {}  last seq {}  last seen {}",
+                s(&i["instance"]),
+                i["max_seq"],
+                ago(i["last_seen_ms"].as_i64(), now_ms)
+            );
+        }
+    }
+    if let Some(events) = h["events"].as_array().filter(|e| !e.is_empty()) {
+        let _ = writeln!(out, "Events");
+        for e in events {
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}",
+                ago(e["at_ms"].as_i64(), now_ms),
+                s(&e["kind"]),
+                s(&e["detail"])
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn table_shows_short_id_status_and_readings() {
+        let list = json!({"hosts": [{
+            "id": "0b7e2f7a-1111-4222-8333-944455556666", "hostname": "srv01",
+            "customer": "default", "site": "default", "status": "up",
+            "last_seen_unix_ms": 95_000, "cpu_cores": 8, "memory_total_bytes": 17_179_869_184u64,
+            "os": "Debian GNU/Linux 12 (bookworm)",
+            "readings": {"cpu_usage_ratio": 0.123, "memory_used_ratio": 0.5, "load1": 0.42,
+                         "filesystem_max_used_ratio": 0.87}
+        }]});
+        let table = hosts_table(&list, 100_000);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("ID        HOSTNAME"), "{table}");
+        for cell in [
+            "0b7e2f7a",
+            "srv01",
+            "default/default",
+            "up",
+            "5s ago",
+            "12%",
+            "50%",
+            "87%",
+            "0.42",
+            "16.0G",
+            "Debian GNU/Linux 12 (bookworm)",
+        ] {
+            assert!(lines[1].contains(cell), "missing {cell} in {table}");
+        }
+    }
+
+    #[test]
+    fn empty_fleet_says_what_to_do() {
+        assert!(hosts_table(&json!({"hosts": []}), 0).starts_with("no hosts yet"));
+    }
+}

@@ -1,0 +1,88 @@
+//! One table of error codes for both protocols. Every module error answers [`ErrorCode`] through
+//! [`HasErrorCode`], and the code maps once to a gRPC status and once to an HTTP status, so the
+//! ingest stream, the HTTP API and vigilctl agree on what went wrong.
+
+use axum::http::StatusCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed or violates a limit; resending it unchanged will fail again.
+    InvalidArgument,
+    /// The thing named does not exist.
+    NotFound,
+    /// The caller is not who it must be.
+    Unauthenticated,
+    /// The store or another dependency is unavailable; retry later.
+    Unavailable,
+    /// A bug or an unexpected state.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::Internal => tonic::Code::Internal,
+        }
+    }
+
+    pub fn http(self) -> StatusCode {
+        match self {
+            Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable lowercase name used in API error bodies and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "invalid_argument",
+            Self::NotFound => "not_found",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+pub trait HasErrorCode: std::error::Error {
+    fn code(&self) -> ErrorCode;
+}
+
+/// Turns any coded error into a gRPC status carrying its message.
+pub fn to_status<E: HasErrorCode>(err: &E) -> tonic::Status {
+    tonic::Status::new(err.code().grpc(), err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_to_matching_grpc_and_http() {
+        let all = [
+            ErrorCode::InvalidArgument,
+            ErrorCode::NotFound,
+            ErrorCode::Unauthenticated,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ];
+        for code in all {
+            let (grpc, http) = (code.grpc(), code.http());
+            let expected_http = match grpc {
+                tonic::Code::InvalidArgument => 400,
+                tonic::Code::NotFound => 404,
+                tonic::Code::Unauthenticated => 401,
+                tonic::Code::Unavailable => 503,
+                _ => 500,
+            };
+            assert_eq!(http.as_u16(), expected_http, "{code:?}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The collector's own telemetry events. Each notable occurrence is one struct whose `emit`
+//! writes the structured log line and moves the matching counter together, so logs and metrics
+//! never disagree and labels stay fixed and low-cardinality.
+
+use crate::ids::HostId;
+use crate::metrics as m;
+
+/// Why a report or stream was refused; the label of `vigil_ingest_reports_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Malformed,
+    TooLarge,
+    ProtocolViolation,
+    StoreUnavailable,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::ProtocolViolation => "protocol_violation",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ReportRejected<'a> {
+    pub reason: RejectReason,
+    pub peer: Option<std::net::SocketAddr>,
+    pub message: &'a str,
+}
+
+impl ReportRejected<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            reason = self.reason.as_str(),
+            peer = ?self.peer,
+            message = self.message,
+            "report rejected"
+        );
+        metrics::counter!(m::REPORTS_REJECTED_TOTAL, "reason" => self.reason.as_str()).increment(1);
+    }
+}
+
+#[derive(Debug)]
+pub struct BatchCommitted {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub seconds: f64,
+}
+
+impl BatchCommitted {
+    pub fn emit(&self) {
+        tracing::debug!(
+            stored = self.stored,
+            duplicates = self.duplicates,
+            seconds = self.seconds,
+            "batch committed"
+        );
+        metrics::counter!(m::REPORTS_TOTAL, "outcome" => "stored").increment(self.stored);
+        metrics::counter!(m::REPORTS_TOTAL, "outcome" => "duplicate").increment(self.duplicates);
+        metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(self.seconds);
+        metrics::histogram!(m::COMMIT_BATCH_REPORTS).record((self.stored + self.duplicates) as f64);
+    }
+}
+
+#[derive(Debug)]
+pub struct StreamOpened<'a> {
+    pub host: HostId,
+    pub hostname: &'a str,
+    pub instance: &'a str,
+    pub agent_version: &'a str,
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+impl StreamOpened<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            host = %self.host,
+            hostname = self.hostname,
+            instance = self.instance,
+            agent_version = self.agent_version,
+            peer = ?self.peer,
+            "agent connected"
+        );
+        metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
+    }
+}
+
+#[derive(Debug)]
+pub struct StreamClosed<'a> {
+    pub host: HostId,
+    pub instance: &'a str,
+    pub reason: &'a str,
+}
+
+impl StreamClosed<'_> {
+    pub fn emit(&self) {
+        tracing::info!(host = %self.host, instance = self.instance, reason = self.reason, "agent disconnected");
+        metrics::gauge!(m::STREAMS_OPEN).decrement(1.0);
+    }
+}
+
+#[derive(Debug)]
+pub struct HostRegistered<'a> {
+    pub host: HostId,
+    pub hostname: &'a str,
+}
+
+impl HostRegistered<'_> {
+    pub fn emit(&self) {
+        tracing::info!(host = %self.host, hostname = self.hostname, "host registered");
+        metrics::counter!(m::HOSTS_REGISTERED_TOTAL).increment(1);
+    }
+}
+
+#[derive(Debug)]
+pub struct ClonedIdentity<'a> {
+    pub host: HostId,
+    pub instance: &'a str,
+    pub other_instance: &'a str,
+}
+
+impl ClonedIdentity<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            host = %self.host,
+            instance = self.instance,
+            other_instance = self.other_instance,
+            "two agent instances are reporting at once as one host (cloned identity); \
+             both are stored"
+        );
+        metrics::counter!(m::CLONED_IDENTITY_TOTAL).increment(1);
+    }
+}
+
+#[derive(Debug)]
+pub struct RetentionSwept {
+    pub receipts: u64,
+    pub rollups: u64,
+}
+
+impl RetentionSwept {
+    pub fn emit(&self) {
+        tracing::info!(receipts = self.receipts, rollups = self.rollups, "retention sweep done");
+        metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "report_receipts")
+            .increment(self.receipts);
+        metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "rollups_5m")
+            .increment(self.rollups);
+    }
+}

@@ -1,0 +1,87 @@
+//! Group commit: reports from every stream queue here and are committed together, one
+//! transaction per batch, so `synchronous=FULL` durability costs one fsync per batch instead of
+//! one per report. Each submitter learns its own outcome only after the batch is durable; that
+//! is the moment the stream may acknowledge.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::events::BatchCommitted;
+use crate::store::{CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
+
+type Reply = oneshot::Sender<StoreResult<CommitOutcome>>;
+
+#[derive(Debug, Clone)]
+pub struct CommitQueue {
+    tx: mpsc::Sender<(ReportRecord, Reply)>,
+}
+
+impl CommitQueue {
+    /// Starts the committer task. `max_batch` bounds one transaction; `depth` bounds the queue,
+    /// so a slow store turns into back-pressure on the streams rather than memory growth.
+    pub fn spawn(store: Arc<dyn Store>, max_batch: usize, depth: usize) -> Self {
+        let (tx, rx) = mpsc::channel(depth);
+        tokio::spawn(run(store, rx, max_batch));
+        Self { tx }
+    }
+
+    /// Queues one report; the receiver resolves once it is durably committed (or failed).
+    pub async fn submit(
+        &self,
+        record: ReportRecord,
+    ) -> oneshot::Receiver<StoreResult<CommitOutcome>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, reply))) = self.tx.send((record, reply)).await {
+            let _ = reply.send(Err(StoreError::Unavailable("committer stopped".into())));
+        }
+        rx
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<(ReportRecord, Reply)>,
+    max_batch: usize,
+) {
+    let mut records = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
+    while let Some((record, reply)) = rx.recv().await {
+        records.push(record);
+        replies.push(reply);
+        while records.len() < max_batch {
+            match rx.try_recv() {
+                Ok((record, reply)) => {
+                    records.push(record);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = store.commit_reports(&records).await;
+        match result {
+            Ok(outcomes) => {
+                let stored =
+                    outcomes.iter().filter(|o| **o == CommitOutcome::Stored).count() as u64;
+                BatchCommitted {
+                    stored,
+                    duplicates: outcomes.len() as u64 - stored,
+                    seconds: started.elapsed().as_secs_f64(),
+                }
+                .emit();
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, reports = records.len(), "batch commit failed; nothing acknowledged");
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                }
+            }
+        }
+        records.clear();
+    }
+}

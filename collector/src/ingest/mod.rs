@@ -1,0 +1,341 @@
+//! Ingest: the gRPC `vigil.v1.Ingest/Report` stream. It validates what an agent sends, identifies
+//! the host, queues each report for group commit, and acknowledges cumulatively, in order, only
+//! after the report is durable. A resent report the store already holds is acknowledged and
+//! ignored; an invalid one ends the stream with `InvalidArgument` and a message naming the fault,
+//! after every earlier report on the stream has been acknowledged. Nothing one agent sends can
+//! disturb another agent's stream.
+
+pub mod commit;
+pub mod identity;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use vigil_proto::v1::{
+    Ack, AgentMessage, CollectorMessage, Hello, Report, Welcome, agent_message, collector_message,
+    goodbye, ingest_server,
+};
+
+use crate::clock::SharedClock;
+use crate::error::to_status;
+use crate::events::{
+    ClonedIdentity, HostRegistered, RejectReason, ReportRejected, StreamClosed, StreamOpened,
+};
+use crate::ids::HostId;
+use crate::readings;
+use crate::store::{CommitOutcome, ReportRecord, Store, StoreResult};
+use commit::CommitQueue;
+use validate::InvalidInput;
+
+/// How long a new stream may take to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    store: Arc<dyn Store>,
+    queue: CommitQueue,
+    clock: SharedClock,
+    max_report_bytes: usize,
+}
+
+impl IngestService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: CommitQueue,
+        clock: SharedClock,
+        max_report_bytes: usize,
+    ) -> Self {
+        Self { store, queue, clock, max_report_bytes }
+    }
+
+    /// The tonic service, with the decoder limit set so that an oversized message is caught
+    /// (and answered with `InvalidArgument`) instead of buffered.
+    pub fn into_server(self) -> ingest_server::IngestServer<Self> {
+        // Room for the AgentMessage envelope around a report of the maximum size.
+        let limit = self.max_report_bytes + 1024;
+        ingest_server::IngestServer::new(self).max_decoding_message_size(limit)
+    }
+
+    fn reject(&self, err: &InvalidInput, peer: Option<SocketAddr>) -> Status {
+        let message = err.to_string();
+        ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
+        to_status(err)
+    }
+}
+
+/// tonic's decoder refuses messages over `max_decoding_message_size` with `OutOfRange`; for
+/// Vigil an oversized message is an invalid argument, said as such.
+fn too_large(status: &Status, limit: usize) -> Option<InvalidInput> {
+    (status.code() == tonic::Code::OutOfRange)
+        .then(|| InvalidInput::MessageTooLarge { limit, detail: status.message().to_owned() })
+}
+
+enum Pending {
+    Report { seq: u64, live: bool, committed: oneshot::Receiver<StoreResult<CommitOutcome>> },
+    Goodbye(goodbye::Reason),
+    Fail(Status),
+}
+
+struct Session {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    host: HostId,
+    instance: String,
+    interval_seconds: u32,
+    out: mpsc::Sender<Result<CollectorMessage, Status>>,
+}
+
+#[tonic::async_trait]
+impl ingest_server::Ingest for IngestService {
+    type ReportStream = ReceiverStream<Result<CollectorMessage, Status>>;
+
+    async fn report(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
+        let peer = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10s")),
+            Ok(Err(status)) => {
+                return Err(match too_large(&status, self.max_report_bytes) {
+                    Some(err) => self.reject(&err, peer),
+                    None => status,
+                });
+            }
+            Ok(Ok(None)) => return Err(Status::cancelled("stream closed before Hello")),
+            Ok(Ok(Some(message))) => message,
+        };
+        let hello: Hello = match first.kind {
+            Some(agent_message::Kind::Hello(hello)) => hello,
+            _ => return Err(self.reject(&InvalidInput::NoHello, peer)),
+        };
+        validate::hello(&hello).map_err(|e| self.reject(&e, peer))?;
+
+        let now = self.clock.now_ms();
+        let key = format!("machine-id:{}", hello.machine_id.trim());
+        let (host, created) =
+            self.store.register_host(&key, &hello.hostname, now).await.map_err(|e| {
+                let status = to_status(&e);
+                ReportRejected {
+                    reason: RejectReason::StoreUnavailable,
+                    peer,
+                    message: status.message(),
+                }
+                .emit();
+                status
+            })?;
+        if created {
+            HostRegistered { host, hostname: &hello.hostname }.emit();
+        }
+        StreamOpened {
+            host,
+            hostname: &hello.hostname,
+            instance: &hello.agent_instance,
+            agent_version: &hello.agent_version,
+            peer,
+        }
+        .emit();
+
+        let (out, rx) = mpsc::channel(64);
+        let welcome = CollectorMessage {
+            kind: Some(collector_message::Kind::Welcome(Welcome { host_id: host.to_string() })),
+        };
+        // The receiver is held right here, so this cannot fail.
+        let _ = out.send(Ok(welcome)).await;
+
+        let session = Arc::new(Session {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            host,
+            instance: hello.agent_instance.clone(),
+            interval_seconds: hello.interval_seconds.clamp(1, 86_400),
+            out,
+        });
+        let (pending_tx, pending_rx) = mpsc::channel(256);
+        tokio::spawn(session.clone().acknowledge(pending_rx));
+        tokio::spawn(self.clone().read(session, hello, inbound, pending_tx, peer));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl IngestService {
+    /// Reads the agent's messages in order and queues them; never acknowledges by itself.
+    async fn read(
+        self,
+        session: Arc<Session>,
+        hello: Hello,
+        mut inbound: Streaming<AgentMessage>,
+        pending: mpsc::Sender<Pending>,
+        peer: Option<SocketAddr>,
+    ) {
+        loop {
+            let message = tokio::select! {
+                message = inbound.message() => message,
+                // The acknowledging side ended (error sent, or the agent went away).
+                () = pending.closed() => return,
+            };
+            let next = match message {
+                Ok(None) => return,
+                Err(status) => match too_large(&status, self.max_report_bytes) {
+                    Some(err) => Pending::Fail(self.reject(&err, peer)),
+                    None => {
+                        tracing::debug!(host = %session.host, error = %status, "agent stream broke");
+                        return;
+                    }
+                },
+                Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Report(report)) })) => {
+                    match validate::report(&report, &session.instance, self.max_report_bytes) {
+                        Ok(()) => {
+                            let seq = report.seq;
+                            let live = !report.replayed;
+                            let record = self.record(&session, &hello, report);
+                            Pending::Report {
+                                seq,
+                                live,
+                                committed: self.queue.submit(record).await,
+                            }
+                        }
+                        Err(err) => Pending::Fail(self.reject(&err, peer)),
+                    }
+                }
+                Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Goodbye(bye)) })) => {
+                    Pending::Goodbye(bye.reason())
+                }
+                Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Hello(_)) })) => {
+                    Pending::Fail(self.reject(&InvalidInput::RepeatedHello, peer))
+                }
+                Ok(Some(AgentMessage { kind: None })) => {
+                    Pending::Fail(self.reject(&InvalidInput::Empty, peer))
+                }
+            };
+            let stop = matches!(next, Pending::Fail(_));
+            if pending.send(next).await.is_err() || stop {
+                return;
+            }
+        }
+    }
+
+    fn record(&self, session: &Session, hello: &Hello, report: Report) -> ReportRecord {
+        let received_at_ms = self.clock.now_ms();
+        let facts = report.facts.as_ref();
+        let hostname = facts
+            .map(|f| f.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| hello.hostname.clone());
+        let agent_version = facts
+            .map(|f| f.agent_version.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| hello.agent_version.clone());
+        let collected_at_ms = match report.collected_at_unix_ms {
+            0 => received_at_ms,
+            t => t,
+        };
+        ReportRecord {
+            host_id: session.host,
+            instance: report.agent_instance.clone(),
+            seq: report.seq,
+            collected_at_ms,
+            received_at_ms,
+            replayed: report.replayed,
+            hostname,
+            agent_version,
+            interval_seconds: session.interval_seconds,
+            series: readings::series(&report),
+            encoded: report.encode_to_vec(),
+        }
+    }
+}
+
+impl Session {
+    /// Acknowledges, in stream order, each report once its batch is durable.
+    async fn acknowledge(self: Arc<Self>, mut pending: mpsc::Receiver<Pending>) {
+        let mut close_reason = "agent closed the stream";
+        while let Some(item) = pending.recv().await {
+            let message = match item {
+                Pending::Report { seq, live, committed } => match committed.await {
+                    Ok(Ok(outcome)) => {
+                        if live && outcome == CommitOutcome::Stored {
+                            self.check_identity().await;
+                        }
+                        Ok(CollectorMessage {
+                            kind: Some(collector_message::Kind::Ack(Ack {
+                                agent_instance: self.instance.clone(),
+                                seq,
+                            })),
+                        })
+                    }
+                    Ok(Err(err)) => {
+                        let status = to_status(&err);
+                        ReportRejected {
+                            reason: RejectReason::StoreUnavailable,
+                            peer: None,
+                            message: status.message(),
+                        }
+                        .emit();
+                        Err(status)
+                    }
+                    Err(_) => Err(Status::unavailable("collector is shutting down")),
+                },
+                Pending::Goodbye(reason) => {
+                    let reason = match reason {
+                        goodbye::Reason::Reboot => "reboot",
+                        goodbye::Reason::Upgrade => "upgrade",
+                        goodbye::Reason::Stop | goodbye::Reason::Unspecified => "stop",
+                    };
+                    close_reason = reason;
+                    if let Err(err) =
+                        self.store.record_goodbye(self.host, reason, self.clock.now_ms()).await
+                    {
+                        tracing::warn!(host = %self.host, error = %err, "could not record goodbye");
+                    }
+                    tracing::info!(host = %self.host, instance = %self.instance, reason, "agent said goodbye");
+                    continue;
+                }
+                Pending::Fail(status) => Err(status),
+            };
+            let failed = message.is_err();
+            if failed {
+                close_reason = "rejected";
+            }
+            if self.out.send(message).await.is_err() || failed {
+                break;
+            }
+        }
+        StreamClosed { host: self.host, instance: &self.instance, reason: close_reason }.emit();
+    }
+
+    async fn check_identity(&self) {
+        let Ok(instances) = self.store.instances(self.host).await else { return };
+        let now = self.clock.now_ms();
+        let window = i64::from(self.interval_seconds) * 3_000;
+        if let Some(other) = identity::concurrent_instance(&instances, &self.instance, now, window)
+        {
+            let mut pair = [self.instance.as_str(), other.instance.as_str()];
+            pair.sort_unstable();
+            let detail = format!(
+                "agent instances {} and {} are both reporting as this host",
+                pair[0], pair[1]
+            );
+            let key = pair.join("|");
+            match self.store.record_event(self.host, "cloned_identity", &key, &detail, now).await {
+                Ok(true) => ClonedIdentity {
+                    host: self.host,
+                    instance: &self.instance,
+                    other_instance: &other.instance,
+                }
+                .emit(),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(host = %self.host, error = %err, "could not record event")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! vigil-collector: receives agent reports, stores them durably, and serves operators.
+//!
+//! Data flows one way: [`ingest`] (validate, identify, commit, acknowledge) → [`store`] →
+//! [`api`] and [`metrics`] for operators. Every stage reaches state through the [`store::Store`]
+//! trait only, and reads time through [`clock::Clock`].
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod ctl;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod ingest;
+pub mod metrics;
+pub mod readings;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod tasks;

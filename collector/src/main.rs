@@ -1,0 +1,144 @@
+//! `vigil-collector`: parse arguments, load and validate the config, then run the server.
+//! Exit codes: 0 clean stop, 1 runtime failure (store, port), 2 bad config or arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use vigil_collector::config::{CollectorConfig, example_toml};
+use vigil_collector::{clock, metrics, server};
+use vigil_config::Strictness;
+use vigil_config::cli::{load_or_default, validate_flags};
+
+const DEFAULT_CONFIG: &str = "/etc/vigil/collector.toml";
+
+/// Vigil's collector: receives agent reports over gRPC, stores them durably (embedded SQLite by
+/// default) and serves operators over HTTP (/api/v1, /metrics, /healthz, /readyz).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). If the default path does not exist, built-in defaults are used.
+    #[arg(long, short, env = "VIGIL_COLLECTOR_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
+    config: PathBuf,
+    /// Directory of the embedded store; overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address for agents; overrides `grpc.listen`.
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address for the API and /metrics; overrides `http.listen`.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Log filter, e.g. `info` or `vigil_collector=debug` (also RUST_LOG).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config file and exit (0 valid, 2 invalid).
+    CheckConfig {
+        /// Treat unknown keys as errors instead of warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print an example config file with every key at its default.
+    ExampleConfig,
+}
+
+fn load(cli: &Cli, strictness: Strictness) -> Result<CollectorConfig, ExitCode> {
+    let explicit = cli.config.as_os_str() != DEFAULT_CONFIG;
+    let mut config: CollectorConfig = load_or_default(&cli.config, explicit, strictness)?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(addr) = cli.grpc_listen {
+        config.grpc.listen = addr;
+    }
+    if let Some(addr) = cli.http_listen {
+        config.http.listen = addr;
+    }
+    // Flags go through the same validation as the file.
+    validate_flags(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match &cli.command {
+        Some(Command::ExampleConfig) => {
+            print!("{}", example_toml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::CheckConfig { strict }) => {
+            let strictness =
+                if *strict { Strictness::RejectUnknown } else { Strictness::WarnUnknown };
+            return match load(&cli, strictness) {
+                Ok(_) => {
+                    println!("{}: ok", cli.config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        None => {}
+    }
+    let config = match load(&cli, Strictness::WarnUnknown) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let handle = metrics::install()?;
+        server::run(
+            config,
+            Arc::new(clock::SystemClock),
+            Some(handle),
+            |bound| {
+                // One machine-readable line on stdout for scripts and tests.
+                println!("vigil-collector ready grpc={} http={}", bound.grpc, bound.http);
+            },
+            shutdown_signal(),
+        )
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+    }
+}

@@ -1,0 +1,195 @@
+//! The store: the only way any stage of the collector touches state. [`Store`] is a trait so the
+//! embedded SQLite backend (the default, nothing to set up) and a PostgreSQL backend (for several
+//! replicas) share one contract and one conformance suite (`tests.rs`). Migrations are numbered,
+//! append-only files per engine under `migrations/`.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::clock::UnixMs;
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::ids::{CustomerId, HostId, SiteId};
+
+pub mod sqlite;
+#[cfg(test)]
+mod tests;
+
+/// Name of the customer and site that hosts registered in plaintext mode land in.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store migration failed: {0}")]
+    Migration(String),
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl HasErrorCode for StoreError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One validated report, ready to commit.
+#[derive(Debug, Clone)]
+pub struct ReportRecord {
+    pub host_id: HostId,
+    pub instance: String,
+    pub seq: u64,
+    pub collected_at_ms: UnixMs,
+    pub received_at_ms: UnixMs,
+    pub replayed: bool,
+    pub hostname: String,
+    pub agent_version: String,
+    /// The agent's reporting interval (from its Hello).
+    pub interval_seconds: u32,
+    /// The report as encoded protobuf.
+    pub encoded: Vec<u8>,
+    /// Scalar readings for the 5-minute roll-ups: (series name, value).
+    pub series: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// First time this (host, instance, seq) was seen: stored.
+    Stored,
+    /// Already held: acknowledged and ignored.
+    Duplicate,
+}
+
+/// A stored host with what the list view needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub id: HostId,
+    pub customer_id: CustomerId,
+    pub customer: String,
+    pub site_id: SiteId,
+    pub site: String,
+    pub hostname: String,
+    pub created_at_ms: UnixMs,
+    pub last_seen_ms: Option<UnixMs>,
+    pub interval_seconds: u32,
+    pub agent_version: String,
+    pub goodbye_reason: Option<String>,
+    pub goodbye_at_ms: Option<UnixMs>,
+}
+
+/// The newest report of a host.
+#[derive(Debug, Clone)]
+pub struct LatestReport {
+    pub instance: String,
+    pub seq: u64,
+    pub collected_at_ms: UnixMs,
+    pub received_at_ms: UnixMs,
+    pub encoded: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub instance: String,
+    pub first_seen_ms: UnixMs,
+    pub last_seen_ms: UnixMs,
+    pub last_live_ms: Option<UnixMs>,
+    pub max_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub instance: String,
+    pub seq: u64,
+    pub collected_at_ms: UnixMs,
+    pub received_at_ms: UnixMs,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostEvent {
+    pub at_ms: UnixMs,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rollup {
+    pub series: String,
+    pub bucket_start_ms: UnixMs,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PruneStats {
+    pub receipts: u64,
+    pub rollups: u64,
+}
+
+/// Roll-up bucket width.
+pub const ROLLUP_BUCKET_MS: i64 = 5 * 60 * 1000;
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Finds the host registered under `key` (plaintext mode identity claim), or creates it under
+    /// customer and site [`DEFAULT_TENANT`]. Idempotent and safe under concurrency; says
+    /// whether the host was created by this call.
+    async fn register_host(
+        &self,
+        key: &str,
+        hostname: &str,
+        now: UnixMs,
+    ) -> StoreResult<(HostId, bool)>;
+
+    /// Commits every record in one durable transaction (group commit) and says, per record,
+    /// whether it was new. Either all records are committed or none.
+    async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>>;
+
+    /// Records that an agent said goodbye (`reason`: stop, reboot, upgrade).
+    async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()>;
+
+    /// Appends to a host's timeline; recording the same (kind, dedupe_key) again is a no-op.
+    /// Returns whether the event was new.
+    async fn record_event(
+        &self,
+        host: HostId,
+        kind: &str,
+        dedupe_key: &str,
+        detail: &str,
+        at: UnixMs,
+    ) -> StoreResult<bool>;
+
+    async fn list_hosts(&self) -> StoreResult<Vec<HostRow>>;
+    async fn get_host(&self, id: HostId) -> StoreResult<Option<HostRow>>;
+    async fn latest_report(&self, id: HostId) -> StoreResult<Option<LatestReport>>;
+    /// The newest report of every host, keyed by host (for the list view).
+    async fn latest_reports(&self) -> StoreResult<Vec<(HostId, LatestReport)>>;
+    async fn instances(&self, id: HostId) -> StoreResult<Vec<InstanceRow>>;
+    async fn events(&self, id: HostId, limit: u32) -> StoreResult<Vec<HostEvent>>;
+    /// Receipts of one host, oldest first, optionally of one instance only.
+    async fn receipts(
+        &self,
+        id: HostId,
+        instance: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Receipt>>;
+    async fn rollups(&self, id: HostId, series: &str, since: UnixMs) -> StoreResult<Vec<Rollup>>;
+
+    /// Deletes receipts received before `receipts_before` and roll-up buckets that started
+    /// before `rollups_before`.
+    async fn prune(
+        &self,
+        receipts_before: UnixMs,
+        rollups_before: UnixMs,
+    ) -> StoreResult<PruneStats>;
+
+    /// Cheap check that the store answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,274 @@
+//! Harness for Vigil's end-to-end tests: finds the real `vigil-collector`, `vigil-agent` and
+//! `vigilctl` binaries next to the test executable, starts them on ephemeral loopback ports with
+//! temporary state, waits for readiness, and talks to them only through their command lines,
+//! the HTTP API and the gRPC protocol. Processes are killed when their handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of a workspace binary, built by `cargo test --workspace` beside the test executables.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` \
+         (`cargo test --workspace` does this)",
+        path.display()
+    );
+    path
+}
+
+/// A running child process that is killed on drop; its stderr goes to a log file kept for
+/// the failure message.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Sends SIGTERM and waits for the exit status (up to 20 s, then SIGKILL).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait after kill");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash, no goodbye, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A collector on its embedded store in a temporary data directory.
+#[derive(Debug)]
+pub struct Collector {
+    pub proc: Proc,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Collector {
+    /// Starts a collector on ephemeral loopback ports (or the given ones, for a restart).
+    pub fn start(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>, extra: &[&str]) -> Self {
+        let (grpc, http) = ports.unwrap_or((
+            "127.0.0.1:0".parse().expect("addr"),
+            "127.0.0.1:0".parse().expect("addr"),
+        ));
+        let log = data_dir.with_extension(format!("collector-{}.log", unique()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        // An empty config file: every key at its default, then the flags below.
+        let config = data_dir.with_extension("collector.toml");
+        std::fs::write(&config, "").expect("config file");
+        let mut child = Command::new(bin("vigil-collector"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--grpc-listen")
+            .arg(grpc.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start vigil-collector");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("vigil-collector ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let proc = Proc { child, log };
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => panic!("collector did not become ready:\n{}", proc.log_text()),
+        };
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        };
+        Self { grpc: field("grpc"), http: field("http"), proc, data_dir: data_dir.to_owned() }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// GET a path of the HTTP API as JSON, panicking with the body on a non-2xx status.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.get_status(path).await;
+        assert!((200..300).contains(&status), "GET {path}: {status}: {body}");
+        body
+    }
+
+    pub async fn get_status(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.http_url())).await.expect("GET");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(format!("{}{path}", self.http_url()))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    pub async fn hosts(&self) -> Vec<Value> {
+        self.get("/api/v1/hosts").await["hosts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until `check` returns Some, or panics after `timeout` with the collector's log.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check(self).await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\ncollector log:\n{}", self.proc.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A `vigil-agent` reporting to a collector, with its own state directory.
+#[derive(Debug)]
+pub struct Agent {
+    pub proc: Proc,
+    pub state_dir: PathBuf,
+}
+
+impl Agent {
+    pub fn start(collector_url: &str, state_dir: &Path, extra: &[&str]) -> Self {
+        let log = state_dir.with_extension(format!("agent-{}.log", unique()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let config = state_dir.with_extension("agent.toml");
+        std::fs::write(&config, "").expect("config file");
+        let child = Command::new(bin("vigil-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--collector", collector_url, "--interval", "1s", "--probe-timeout", "900ms"])
+            .args(["--backoff-initial", "100ms", "--backoff-max", "500ms"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start vigil-agent");
+        Self { proc: Proc { child, log }, state_dir: state_dir.to_owned() }
+    }
+
+    pub fn instance(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("instance"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        std::fs::read_to_string(self.state_dir.join("seq"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Reports still waiting in the spool for an acknowledgement.
+    pub fn spooled(&self) -> usize {
+        std::fs::read_dir(self.state_dir.join("spool/v1"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pb"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Runs a binary to completion and returns its output.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// MemTotal of this machine in bytes, read independently of the agent.
+pub fn meminfo_total_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    let line = text.lines().find(|l| l.starts_with("MemTotal:")).expect("MemTotal");
+    let kb: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB");
+    kb * 1024
+}
+
+/// The single host in the fleet that has reported, once there is one.
+pub async fn first_reported_host(collector: &Collector, timeout: Duration) -> Value {
+    collector
+        .wait_for("a host with a report", timeout, async |c| {
+            c.hosts().await.into_iter().find(|h| h["last_seen_unix_ms"].is_i64())
+        })
+        .await
+}

@@ -1,0 +1,124 @@
+//! "Nothing acknowledged is ever lost": a collector killed and restarted under a running agent
+//! loses no report (every seq of the instance has a receipt, the outage's reports arrive as
+//! replays), and an agent whose state directory is wiped comes back as a new instance of the
+//! same host whose reports are stored too.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_e2e::{Agent, Collector, first_reported_host};
+
+async fn receipts(collector: &Collector, host: &str, instance: &str) -> Vec<Value> {
+    collector.get(&format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000")).await
+        ["receipts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_restart_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut collector = Collector::start(&data, None, &[]);
+    let ports = (collector.grpc, collector.http);
+    let mut agent = Agent::start(&collector.grpc_url(), &tmp.path().join("agent"), &[]);
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+
+    // Crash the collector; the agent keeps collecting into its spool.
+    collector.proc.kill();
+    let seq_at_crash = agent.last_seq();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while agent.last_seq() < seq_at_crash + 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent stopped collecting while the collector was down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(agent.spooled() >= 3, "reports of the outage must wait in the spool");
+
+    let collector = Collector::start(&data, Some(ports), &[]);
+    let instance = agent.instance();
+    // Wait until the agent has caught up.
+    collector
+        .wait_for("the spool to drain", Duration::from_secs(30), async |_| {
+            (agent.spooled() == 0).then_some(())
+        })
+        .await;
+    let status = agent.proc.terminate();
+    assert!(status.success(), "{}", agent.proc.log_text());
+    let last = agent.last_seq();
+
+    let got = receipts(&collector, &host, &instance).await;
+    let seqs: BTreeSet<u64> = got.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let expected: BTreeSet<u64> = (1..=last).collect();
+    assert_eq!(seqs, expected, "every seq 1..={last} must have exactly one receipt");
+    assert_eq!(got.len() as u64, last, "no duplicate receipts");
+    assert!(got.iter().any(|r| r["replayed"] == true), "reports from the outage arrive as replays");
+    assert_eq!(agent.spooled(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_state_is_a_new_instance_of_the_same_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("data"), None, &[]);
+    let state = tmp.path().join("agent");
+    let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let first_instance = agent.instance();
+    assert!(agent.proc.terminate().success());
+    let first_last = agent.last_seq();
+
+    std::fs::remove_dir_all(&state).unwrap();
+    let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
+    let second_instance = collector
+        .wait_for("the new instance's reports", Duration::from_secs(30), async |c| {
+            let detail = c.get(&format!("/api/v1/hosts/{host}")).await;
+            let instances = detail["instances"].as_array().cloned().unwrap_or_default();
+            (instances.len() == 2).then(|| instances[1]["instance"].as_str().unwrap().to_owned())
+        })
+        .await;
+    assert_ne!(second_instance, first_instance);
+    assert_eq!(second_instance, agent.instance());
+    assert!(agent.proc.terminate().success());
+
+    assert_eq!(collector.hosts().await.len(), 1, "same machine, same host");
+    assert_eq!(receipts(&collector, &host, &first_instance).await.len() as u64, first_last);
+    let second = receipts(&collector, &host, &second_instance).await;
+    assert_eq!(second.len() as u64, agent.last_seq());
+    assert_eq!(second[0]["seq"], 1, "a new instance numbers from 1 and nothing is dropped");
+    let detail = collector.get(&format!("/api/v1/hosts/{host}")).await;
+    let events = detail["events"].as_array().unwrap();
+    assert!(
+        events.iter().all(|e| e["kind"] != "cloned_identity"),
+        "a replacement is not a clone: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_live_instances_are_a_cloned_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("data"), None, &[]);
+    // Two agents on this machine share /etc/machine-id but not their state: a clone.
+    let a = Agent::start(&collector.grpc_url(), &tmp.path().join("a"), &[]);
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let b = Agent::start(&collector.grpc_url(), &tmp.path().join("b"), &[]);
+    let event = collector
+        .wait_for("a cloned_identity event", Duration::from_secs(30), async |c| {
+            let detail = c.get(&format!("/api/v1/hosts/{host}")).await;
+            detail["events"]
+                .as_array()
+                .and_then(|e| e.iter().find(|e| e["kind"] == "cloned_identity").cloned())
+        })
+        .await;
+    let detail = event["detail"].as_str().unwrap();
+    assert!(detail.contains(&a.instance()) && detail.contains(&b.instance()), "{detail}");
+    assert_eq!(collector.hosts().await.len(), 1);
+    let metrics = collector.get_text("/metrics").await;
+    assert!(metrics.contains("vigil_cloned_identity_total 1"), "{metrics}");
+}
