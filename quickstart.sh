@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Vigil quickstart: build, then run a collector on its embedded store (./vigil-data) with one
-# agent on this machine reporting to it. Ctrl-C stops both cleanly.
+# agent on this machine enrolled into it (customer "local", site "this-machine") and reporting
+# over mutual TLS. Ctrl-C stops both cleanly. Running it again reuses the data and identity.
 #
 #   ./quickstart.sh               ports 7700 (gRPC) and 7701 (HTTP) on 127.0.0.1
 #   VIGIL_DATA=/tmp/v ./quickstart.sh    another data directory
@@ -42,28 +43,45 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+export VIGIL_SERVER="http://$HTTP"
+export VIGIL_TOKEN_FILE="$DATA/collector/admin.token"
+CTL=("$BIN/vigilctl")
+AGENT=("$BIN/vigil-agent" --config "$DATA/agent.toml" --state-dir "$DATA/agent" --collector "https://$GRPC")
+
+if [ ! -f "$DATA/agent/tls/identity.json" ]; then
+    echo "==> enrolling this machine (customer local, site this-machine)"
+    "${CTL[@]}" customers add local >/dev/null 2>&1 || true
+    "${CTL[@]}" sites add local this-machine >/dev/null 2>&1 || true
+    token_json=$("${CTL[@]}" --json tokens create --customer local --site this-machine --ttl 10m)
+    token=$(sed -n 's/.*"token": "\(vge_[0-9a-f]*\)".*/\1/p' <<<"$token_json")
+    ca=$(sed -n 's/.*"ca_sha256": "\([0-9a-f]*\)".*/\1/p' <<<"$token_json")
+    VIGIL_ENROLL_TOKEN="$token" "${AGENT[@]}" enroll --ca-sha256 "$ca"
+fi
+
 echo "==> starting vigil-agent (state: $DATA/agent, log: $DATA/agent.log)"
-"$BIN/vigil-agent" --config "$DATA/agent.toml" --state-dir "$DATA/agent" \
-    --collector "http://$GRPC" 2> "$DATA/agent.log" &
+"${AGENT[@]}" 2> "$DATA/agent.log" &
 pids+=($!)
 
 echo "==> waiting for this machine to report"
 for _ in $(seq 300); do
-    if "$BIN/vigilctl" --server "http://$HTTP" --json hosts 2>/dev/null | grep -q '"last_seen_unix_ms": [0-9]'; then
+    if "${CTL[@]}" --json hosts 2>/dev/null | grep -q '"last_seen_unix_ms": [0-9]'; then
         break
     fi
     sleep 0.1
 done
-"$BIN/vigilctl" --server "http://$HTTP" hosts
+"${CTL[@]}" hosts
 
 cat <<MSG
 
 Vigil is running. Where to look:
-  hosts (CLI)     $BIN/vigilctl --server http://$HTTP hosts
-  one host        $BIN/vigilctl --server http://$HTTP hosts show <ID>
-  API             http://$HTTP/api/v1/hosts
-  metrics         http://$HTTP/metrics
+  admin token     $DATA/collector/admin.token   (export VIGIL_TOKEN_FILE=$DATA/collector/admin.token)
+  hosts (CLI)     $BIN/vigilctl --token-file $DATA/collector/admin.token hosts
+  one host        $BIN/vigilctl --token-file $DATA/collector/admin.token hosts show <ID>
+  enrol a host    $BIN/vigilctl --token-file $DATA/collector/admin.token tokens create --customer local --site this-machine
+  API             curl -H "Authorization: Bearer \$(cat $DATA/collector/admin.token)" http://$HTTP/api/v1/hosts
+  metrics         curl -H "Authorization: Bearer \$(cat $DATA/collector/admin.token)" http://$HTTP/metrics
   health          http://$HTTP/healthz   http://$HTTP/readyz
+  CA fingerprint  $(sed -n 's/.*ca_sha256=//p' "$DATA/collector.out")
   logs            $DATA/collector.log   $DATA/agent.log
 
 Press Ctrl-C to stop both.

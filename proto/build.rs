@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["vigil/v1/report.proto"];
+const PROTOS: &[&str] = &["vigil/v1/report.proto", "vigil/v1/enrollment.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

@@ -12,12 +12,14 @@ use vigil_config::{FieldError, Validate, duration};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct AgentConfig {
-    /// The collector's gRPC address, `http://HOST:PORT`.
+    /// The collector's gRPC address, `https://HOST:PORT` (TLS only; the agent trusts the CA it
+    /// got at enrolment).
     pub collector: String,
     /// Time between two reports.
     #[serde(with = "duration")]
     pub interval: Duration,
-    /// Where the agent keeps its identity (instance UUID), sequence number and spool.
+    /// Where the agent keeps its instance UUID, sequence number, spool and, under `tls/`, its
+    /// key and certificates.
     pub state_dir: PathBuf,
     /// Root under which every /proc, /sys and /etc read happens (for containers and tests).
     pub root: PathBuf,
@@ -31,7 +33,7 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
-            collector: "http://127.0.0.1:7700".to_owned(),
+            collector: "https://127.0.0.1:7700".to_owned(),
             interval: Duration::from_secs(10),
             state_dir: PathBuf::from("/var/lib/vigil-agent"),
             root: PathBuf::from("/"),
@@ -77,14 +79,21 @@ impl Validate for AgentConfig {
     fn validate(&self) -> Result<(), FieldError> {
         let uri: Result<tonic::transport::Uri, _> = self.collector.parse();
         match uri {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http") | Some("https"))
-                    && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("http") => {
+                return Err(FieldError::new(
+                    "collector",
+                    format!(
+                        "{:?}: the collector accepts TLS only; use https://HOST:PORT",
+                        self.collector
+                    ),
+                ));
+            }
             _ => {
                 return Err(FieldError::new(
                     "collector",
                     format!(
-                        "{:?} is not a collector address like http://127.0.0.1:7700",
+                        "{:?} is not a collector address like https://127.0.0.1:7700",
                         self.collector
                     ),
                 ));
@@ -158,7 +167,16 @@ mod tests {
         assert_eq!(
             load("interval = \"10s\"\ncollector = \"127.0.0.1:7700\"\n"),
             "/etc/vigil/agent.toml:2: key `collector`: \"127.0.0.1:7700\" is not a collector \
-             address like http://127.0.0.1:7700"
+             address like https://127.0.0.1:7700"
+        );
+    }
+
+    #[test]
+    fn plaintext_collector_address_is_refused() {
+        assert_eq!(
+            load("collector = \"http://127.0.0.1:7700\"\n"),
+            "/etc/vigil/agent.toml:1: key `collector`: \"http://127.0.0.1:7700\": the collector \
+             accepts TLS only; use https://HOST:PORT"
         );
     }
 

@@ -1,6 +1,7 @@
 //! `vigil-agent`: parse arguments, load the config (every key overridable by a flag), then run
 //! the agent on one single-threaded runtime with a small bounded pool for blocking reads.
-//! Exit codes: 0 clean stop, 1 runtime failure, 2 bad config or arguments.
+//! `enroll` obtains the client certificate the agent needs before it can run.
+//! Exit codes: 0 clean stop, 1 runtime failure, 2 bad config or arguments (or not enrolled).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vigil_agent::config::{AgentConfig, example_toml};
+use vigil_agent::enroll::{self, rfc3339};
+use vigil_agent::identity::{IdentityError, TlsPaths};
 use vigil_agent::root::HostRoot;
 use vigil_agent::run::{self, Collector};
 use vigil_config::Strictness;
@@ -23,13 +26,14 @@ struct Cli {
     /// Config file (TOML). If the default path does not exist, built-in defaults are used.
     #[arg(long, short, env = "VIGIL_AGENT_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
-    /// Collector address, e.g. http://127.0.0.1:7700 (overrides `collector`).
+    /// Collector address, e.g. https://127.0.0.1:7700 (overrides `collector`).
     #[arg(long, global = true)]
     collector: Option<String>,
     /// Time between reports, e.g. 10s (overrides `interval`).
     #[arg(long, value_parser = humantime::parse_duration, global = true)]
     interval: Option<Duration>,
-    /// State directory: instance id, sequence number, spool (overrides `state_dir`).
+    /// State directory: instance id, sequence number, spool, TLS identity (overrides
+    /// `state_dir`).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
     /// Read /proc, /sys and /etc under this directory instead of / (overrides `root`).
@@ -67,6 +71,45 @@ enum Command {
     },
     /// Print an example config file with every key at its default.
     ExampleConfig,
+    /// Enroll this host: make a private key (kept in the state directory, never sent), exchange
+    /// a one-time token for a client certificate, and store both. The collector is trusted by
+    /// its CA's SHA-256 until its CA certificate is stored.
+    Enroll {
+        /// One-time enrolment token from `vigilctl tokens create` (default: the
+        /// VIGIL_ENROLL_TOKEN environment variable). Prefer the variable or --token-file: a
+        /// command line is visible to other users.
+        #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+        token: Option<String>,
+        /// Read the token from this file instead.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// SHA-256 of the collector's CA certificate, as `vigilctl tokens create` prints it.
+        #[arg(long, value_name = "HASH")]
+        ca_sha256: String,
+        /// Enroll again even if this host already has an identity (new key, new HostId).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+const NOT_ENROLLED: &str = "error: not enrolled: run `vigil-agent enroll --token TOKEN --ca-sha256 \
+                            HASH` (an operator prints both with `vigilctl tokens create`)";
+
+/// The enrolment token from --token-file, --token or VIGIL_ENROLL_TOKEN, in that order.
+fn enroll_token(token: Option<&str>, token_file: Option<&PathBuf>) -> Result<String, String> {
+    let token = match (token_file, token) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-file {}: {e}", path.display()))?,
+        (None, Some(token)) => token.to_owned(),
+        (None, None) => std::env::var("VIGIL_ENROLL_TOKEN").map_err(|_| {
+            "no enrolment token: pass --token or --token-file, or set VIGIL_ENROLL_TOKEN".to_owned()
+        })?,
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the enrolment token is empty".to_owned());
+    }
+    Ok(token.to_owned())
 }
 
 fn load(cli: &Cli, strictness: Strictness) -> Result<AgentConfig, ExitCode> {
@@ -127,12 +170,37 @@ fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
-        None => {}
+        Some(Command::Enroll { .. }) | None => {}
     }
     let config = match load(&cli, Strictness::WarnUnknown) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let enrolling = match &cli.command {
+        Some(Command::Enroll { token, token_file, ca_sha256, force }) => {
+            match enroll_token(token.as_deref(), token_file.as_ref()) {
+                Ok(token) => Some((token, ca_sha256.clone(), *force)),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    if enrolling.is_none() && !cli.once {
+        match TlsPaths::new(&config.state_dir).load_meta() {
+            Ok(_) => {}
+            Err(IdentityError::NotEnrolled(_)) => {
+                eprintln!("{NOT_ENROLLED}");
+                return ExitCode::from(2);
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,6 +215,22 @@ fn main() -> ExitCode {
         }
     };
 
+    if let Some((token, ca_sha256, force)) = enrolling {
+        return match runtime.block_on(enroll::enroll(&config, &token, &ca_sha256, force)) {
+            Ok(meta) => {
+                println!(
+                    "enrolled as host {}; certificate valid until {}",
+                    meta.host_id,
+                    rfc3339(meta.not_after_unix_ms)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(err.exit_code())
+            }
+        };
+    }
     if cli.once {
         return runtime.block_on(print_once(&config));
     }

@@ -4,12 +4,19 @@
 //! deletes what the collector acknowledged. Collecting never waits for the network: a collector
 //! that is down only makes the spool grow, and reconnection follows an exponential backoff with
 //! jitter, logged once per step. On shutdown it says goodbye with the reason.
+//!
+//! The loop also keeps the client certificate fresh: at the renewal time the collector set (plus
+//! jitter) it renews over a separate connection, then drops the report stream and reconnects at
+//! once with the new certificate; the spool makes that lossless. A failed renewal is retried
+//! with backoff while collecting goes on. The TLS files are read again for every connection.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
+use rand::Rng;
 use tokio::time::{Instant, MissedTickBehavior};
 use vigil_proto::v1::{
     AgentMessage, CollectorMessage, Goodbye, Hello, HostFacts, Report, agent_message,
@@ -18,6 +25,8 @@ use vigil_proto::v1::{
 
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
+use crate::enroll::{self, EnrollError, min_delay_after_renewal, renewal_delay, rfc3339};
+use crate::identity::{IdentityMeta, TlsPaths};
 use crate::probe::ProbeSet;
 use crate::root::HostRoot;
 use crate::spool::Spool;
@@ -29,6 +38,10 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How often host facts (hostname, OS, DMI, ...) are read again.
 const FACTS_REFRESH: Duration = Duration::from_secs(600);
+
+/// Longest sleep before the renewal time is checked against the wall clock again (the monotonic
+/// clock stops while a machine is suspended; a certificate's validity does not).
+const RENEW_RECHECK: Duration = Duration::from_secs(3600);
 
 fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -86,9 +99,28 @@ struct Link {
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Connection, TransportError>>>>;
+type Renewing = Pin<Box<dyn Future<Output = Result<IdentityMeta, EnrollError>>>>;
+
+/// When (ms since the Unix epoch) to renew `meta`'s certificate, with fresh jitter.
+fn renewal_due(meta: &IdentityMeta, rng: &mut impl Rng) -> i64 {
+    let now = unix_ms();
+    let delay =
+        renewal_delay(now, meta.renew_after_unix_ms, meta.not_after_unix_ms, rng.random::<f64>());
+    now.saturating_add(delay.as_millis() as i64)
+}
+
+/// The next wake-up for the renewal timer: the due time, or sooner to re-check the wall clock.
+fn renewal_wake(due_unix_ms: i64) -> Instant {
+    let until_due = Duration::from_millis(due_unix_ms.saturating_sub(unix_ms()).max(0) as u64);
+    Instant::now() + until_due.min(RENEW_RECHECK)
+}
 
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let root = HostRoot::new(config.root.clone());
+    let paths = TlsPaths::new(&config.state_dir);
+    let meta = paths.load_meta()?;
+    // A key that does not match the certificate, or a swapped CA, is worth stopping for.
+    paths.client_config(&meta)?;
     let mut spool = Spool::open(&config.state_dir, config.spool.max_reports)?;
     let mut state = AgentState::open(&config.state_dir, spool.max_seq())?;
     let mut collector = Collector::new(root.clone(), config.probe_timeout);
@@ -104,6 +136,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         spooled = spool.len(),
         collector = %config.collector,
         interval = ?config.interval,
+        host_id = %meta.host_id,
+        certificate_valid_until = %rfc3339(meta.not_after_unix_ms),
         "vigil-agent {AGENT_VERSION} started"
     );
     let hello = Hello {
@@ -112,10 +146,22 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         interval_seconds: config.interval.as_secs() as u32,
         machine_id,
         hostname: first_facts.hostname.clone(),
+        host_id: meta.host_id.clone(),
     };
+    // The identity is read from its files for every connection: a renewal or a re-enrolment
+    // takes effect on the next one.
     let connect = |hello: Hello| -> Connecting {
-        let url = config.collector.clone();
-        Box::pin(async move { transport::connect(&url, hello, Duration::from_secs(10)).await })
+        let (url, paths) = (config.collector.clone(), paths.clone());
+        Box::pin(async move {
+            let meta = paths.load_meta()?;
+            let tls = Arc::new(paths.client_config(&meta)?);
+            let hello = Hello { host_id: meta.host_id, ..hello };
+            transport::connect(&url, tls, hello, Duration::from_secs(10)).await
+        })
+    };
+    let renew = || -> Renewing {
+        let (url, paths) = (config.collector.clone(), paths.clone());
+        Box::pin(async move { enroll::renew(&url, &paths).await })
     };
 
     let mut backoff = Backoff::new(config.backoff.initial, config.backoff.max);
@@ -125,6 +171,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut link: Option<Link> = None;
     let mut connecting: Option<Connecting> = Some(connect(hello.clone()));
     let mut retry_at: Option<Instant> = None;
+    let mut renew_backoff = Backoff::new(config.backoff.initial, config.backoff.max);
+    let mut renew_due = renewal_due(&meta, &mut rng);
+    // The identity `renew_due` was computed for.
+    let mut scheduled = meta.clone();
+    let mut renew_wake = renewal_wake(renew_due);
+    let mut renewing: Option<Renewing> = None;
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -239,6 +291,69 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                         retry_at = Some(Instant::now() + delay);
                     }
                 }
+            }
+            () = tokio::time::sleep_until(renew_wake), if renewing.is_none() => {
+                let now = unix_ms();
+                match paths.load_meta() {
+                    // Renewed or re-enrolled by someone else since it was scheduled.
+                    Ok(current) if current != scheduled && current.renew_after_unix_ms > now => {
+                        renew_due = renewal_due(&current, &mut rng);
+                        scheduled = current;
+                    }
+                    _ if now >= renew_due => renewing = Some(renew()),
+                    _ => {}
+                }
+                renew_wake = renewal_wake(renew_due);
+            }
+            result = async { renewing.as_mut().expect("guarded").await }, if renewing.is_some() => {
+                renewing = None;
+                match result {
+                    Ok(renewed) => {
+                        renew_backoff.reset();
+                        let now = unix_ms();
+                        let floor = min_delay_after_renewal(now, renewed.not_after_unix_ms);
+                        renew_due = renewal_due(&renewed, &mut rng)
+                            .max(now.saturating_add(floor.as_millis() as i64));
+                        scheduled = renewed.clone();
+                        tracing::info!(
+                            host_id = %renewed.host_id,
+                            next_renewal = %rfc3339(renew_due),
+                            "certificate renewed; valid until {}",
+                            rfc3339(renewed.not_after_unix_ms)
+                        );
+                        // Reconnect now with the new certificate; unacknowledged reports are
+                        // still in the spool and are sent again.
+                        link = None;
+                        retry_at = None;
+                        connecting = Some(connect(hello.clone()));
+                    }
+                    Err(err) => {
+                        let delay = renew_backoff.next_delay(&mut rng);
+                        let now = unix_ms();
+                        let expired = paths
+                            .load_meta()
+                            .map(|m| now > m.not_after_unix_ms)
+                            .unwrap_or(false);
+                        if expired && err.status_code() == Some(tonic::Code::Unauthenticated) {
+                            tracing::error!(
+                                attempt = renew_backoff.attempt(),
+                                reason = %err,
+                                "certificate expired beyond the grace period: re-enroll with a \
+                                 new token; retrying in {:.1}s",
+                                delay.as_secs_f64()
+                            );
+                        } else {
+                            tracing::warn!(
+                                attempt = renew_backoff.attempt(),
+                                expired,
+                                "certificate renewal failed: {err}; retrying in {:.1}s",
+                                delay.as_secs_f64()
+                            );
+                        }
+                        renew_due = now.saturating_add(delay.as_millis() as i64);
+                    }
+                }
+                renew_wake = renewal_wake(renew_due);
             }
             () = &mut shutdown => break,
         }

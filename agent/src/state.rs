@@ -101,19 +101,25 @@ impl AgentState {
         write_atomic(&path, format!("{seq}\n").as_bytes()).map_err(io(&path))
     }
 
-    /// A stable machine identity for plaintext registration when the host has no
-    /// /etc/machine-id: generated once and kept in the state directory.
+    /// See [`fallback_machine_id`].
     pub fn fallback_machine_id(&self) -> Result<String, StateError> {
-        let path = self.dir.join("machine-id");
-        if let Some(id) = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned())
-            && !id.is_empty()
-        {
-            return Ok(id);
-        }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        write_atomic(&path, format!("{id}\n").as_bytes()).map_err(io(&path))?;
-        Ok(id)
+        fallback_machine_id(&self.dir)
     }
+}
+
+/// A stable machine ID for hosts without /etc/machine-id (shown to operators to tell machines
+/// apart, never identity): generated once and kept in the state directory `dir`.
+pub fn fallback_machine_id(dir: &Path) -> Result<String, StateError> {
+    let path = dir.join("machine-id");
+    if let Some(id) = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned())
+        && !id.is_empty()
+    {
+        return Ok(id);
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    write_atomic(&path, format!("{id}\n").as_bytes()).map_err(io(&path))?;
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub struct CollectorConfig {
     pub data_dir: PathBuf,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub enrollment: EnrollmentConfig,
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
 }
@@ -27,6 +29,8 @@ impl Default for CollectorConfig {
             data_dir: PathBuf::from("./vigil-data"),
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            enrollment: EnrollmentConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
         }
@@ -36,14 +40,70 @@ impl Default for CollectorConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct GrpcConfig {
-    /// Address agents stream reports to. Until enrolment and mutual TLS are configured the
-    /// collector speaks plaintext and therefore only listens on a loopback address.
+    /// Address agents connect to (TLS 1.3; reports need a client certificate).
     pub listen: SocketAddr,
+    /// Extra DNS names or IP addresses agents use to reach this collector; the server
+    /// certificate is valid for these plus `localhost`, `127.0.0.1` and `::1`.
+    pub server_names: Vec<String>,
+    /// Most simultaneous connections; more are closed at once.
+    pub max_connections: usize,
+    /// A connection that has not finished its TLS handshake by then is dropped.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7700)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            server_names: Vec::new(),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The CA certificate (PEM). Unset: `<data_dir>/tls/ca.crt`, created on first start.
+    /// Replicas share one CA by pointing these at the same files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA private key (PEM, mode 0600 — refused when others can read it).
+    /// Unset: `<data_dir>/tls/ca.key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of agents' client certificates; agents renew at two thirds of it.
+    #[serde(with = "duration")]
+    pub client_cert_lifetime: Duration,
+    /// How long after expiry an agent may still renew with its old key.
+    #[serde(with = "duration")]
+    pub renewal_grace: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_cert: None,
+            ca_key: None,
+            client_cert_lifetime: Duration::from_secs(30 * 86_400),
+            renewal_grace: Duration::from_secs(14 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct EnrollmentConfig {
+    /// Enroll calls allowed per source address per minute (a burst of this many, refilled
+    /// evenly); more are answered `RESOURCE_EXHAUSTED`. Renew calls get 100 times as many.
+    pub attempts_per_minute: u32,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self { attempts_per_minute: 10 }
     }
 }
 
@@ -52,11 +112,14 @@ impl Default for GrpcConfig {
 pub struct HttpConfig {
     /// Address of the operator API, `/metrics`, `/healthz` and `/readyz`.
     pub listen: SocketAddr,
+    /// Serve `/metrics` without a token (for a Prometheus without credentials). `/healthz`
+    /// and `/readyz` are always open: they say nothing about hosts.
+    pub open_metrics: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7701)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7701)), open_metrics: false }
     }
 }
 
@@ -66,16 +129,42 @@ pub struct IngestConfig {
     /// Largest accepted report, in bytes (encoded protobuf). Larger ones are rejected with
     /// gRPC `InvalidArgument`.
     pub max_report_bytes: usize,
+    /// Most probe results in one report.
+    pub max_probes_per_report: usize,
+    /// Most readings (filesystems, interfaces, sensors, ...) in one probe result.
+    pub max_readings_per_probe: usize,
+    /// Longest string anywhere in a report (names, messages, facts), in bytes.
+    pub max_string_bytes: usize,
+    /// Live reports one host may send per minute (a burst of this many, refilled evenly);
+    /// more end the stream with `RESOURCE_EXHAUSTED`. Replayed reports are not counted here.
+    pub live_reports_per_minute: u32,
+    /// Replayed reports (a spool draining after an outage) are accepted at most this fast per
+    /// stream: the collector paces them instead of refusing them, so a backlog drains steadily.
+    pub replay_reports_per_second: u32,
     /// Most reports committed together in one transaction (group commit).
     pub max_batch: usize,
     /// A host is "silent" when its last report is older than max(3 × its interval, this).
     #[serde(with = "duration")]
     pub min_silence: Duration,
+    /// How often each replica reloads the revoked hosts; a revoked host's open stream ends
+    /// within this.
+    #[serde(with = "duration")]
+    pub revocation_poll: Duration,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_report_bytes: 1024 * 1024, max_batch: 512, min_silence: Duration::from_secs(60) }
+        Self {
+            max_report_bytes: 1024 * 1024,
+            max_probes_per_report: 256,
+            max_readings_per_probe: 4096,
+            max_string_bytes: 4096,
+            live_reports_per_minute: 120,
+            replay_reports_per_second: 200,
+            max_batch: 512,
+            min_silence: Duration::from_secs(60),
+            revocation_poll: Duration::from_secs(2),
+        }
     }
 }
 
@@ -105,21 +194,58 @@ impl Default for RetentionConfig {
 
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), FieldError> {
-        if !self.grpc.listen.ip().is_loopback() {
+        if self.grpc.max_connections == 0 {
+            return Err(FieldError::new("grpc.max_connections", "must be at least 1"));
+        }
+        if self.grpc.handshake_timeout.is_zero() {
+            return Err(FieldError::new("grpc.handshake_timeout", "must be longer than 0s"));
+        }
+        for name in &self.grpc.server_names {
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(FieldError::new(
+                    "grpc.server_names",
+                    format!("{name:?} is not a DNS name or IP address"),
+                ));
+            }
+        }
+        if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() {
+            let (set, missing) = if self.tls.ca_cert.is_some() {
+                ("tls.ca_cert", "tls.ca_key")
+            } else {
+                ("tls.ca_key", "tls.ca_cert")
+            };
             return Err(FieldError::new(
-                "grpc.listen",
-                format!(
-                    "{} is not a loopback address; without mutual TLS the collector registers \
-                     agents at first contact and so only listens on 127.0.0.1 or ::1",
-                    self.grpc.listen
-                ),
+                set,
+                format!("{missing} must be set too: give both CA files, or neither"),
             ));
+        }
+        if self.tls.client_cert_lifetime < Duration::from_secs(10) {
+            return Err(FieldError::new("tls.client_cert_lifetime", "must be at least 10s"));
+        }
+        if self.enrollment.attempts_per_minute == 0 {
+            return Err(FieldError::new("enrollment.attempts_per_minute", "must be at least 1"));
+        }
+        if self.ingest.revocation_poll.is_zero()
+            || self.ingest.revocation_poll > Duration::from_secs(60)
+        {
+            return Err(FieldError::new("ingest.revocation_poll", "must be between 1ms and 1m"));
         }
         if self.ingest.max_report_bytes < 1024 || self.ingest.max_report_bytes > 64 * 1024 * 1024 {
             return Err(FieldError::new(
                 "ingest.max_report_bytes",
                 "must be between 1024 and 67108864 (64 MiB)",
             ));
+        }
+        for (key, value) in [
+            ("ingest.max_probes_per_report", self.ingest.max_probes_per_report),
+            ("ingest.max_readings_per_probe", self.ingest.max_readings_per_probe),
+            ("ingest.max_string_bytes", self.ingest.max_string_bytes),
+            ("ingest.live_reports_per_minute", self.ingest.live_reports_per_minute as usize),
+            ("ingest.replay_reports_per_second", self.ingest.replay_reports_per_second as usize),
+        ] {
+            if value == 0 {
+                return Err(FieldError::new(key, "must be at least 1"));
+            }
         }
         if self.ingest.max_batch == 0 || self.ingest.max_batch > 10_000 {
             return Err(FieldError::new("ingest.max_batch", "must be between 1 and 10000"));
@@ -169,16 +295,16 @@ mod tests {
     }
 
     #[test]
-    fn non_loopback_grpc_is_refused_with_line() {
+    fn half_a_provided_ca_is_refused_with_line() {
         let err = load_str::<CollectorConfig>(
             Path::new("c.toml"),
-            "[grpc]\nlisten = \"0.0.0.0:7700\"\n",
+            "[grpc]\nlisten = \"0.0.0.0:7700\"\n[tls]\nca_cert = \"/etc/vigil/ca.crt\"\n",
             Strictness::WarnUnknown,
         )
         .unwrap_err();
-        assert!(
-            err.to_string().starts_with("c.toml:2: key `grpc.listen`: 0.0.0.0:7700 is not"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "c.toml:4: key `tls.ca_cert`: tls.ca_key must be set too: give both CA files, or neither"
         );
     }
 

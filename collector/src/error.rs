@@ -12,6 +12,12 @@ pub enum ErrorCode {
     NotFound,
     /// The caller is not who it must be.
     Unauthenticated,
+    /// The caller is known but may not do this.
+    PermissionDenied,
+    /// The thing to create exists already.
+    AlreadyExists,
+    /// A rate or size limit was hit; retry later.
+    ResourceExhausted,
     /// The store or another dependency is unavailable; retry later.
     Unavailable,
     /// A bug or an unexpected state.
@@ -24,6 +30,9 @@ impl ErrorCode {
             Self::InvalidArgument => tonic::Code::InvalidArgument,
             Self::NotFound => tonic::Code::NotFound,
             Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
+            Self::AlreadyExists => tonic::Code::AlreadyExists,
+            Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
         }
@@ -34,6 +43,9 @@ impl ErrorCode {
             Self::InvalidArgument => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::AlreadyExists => StatusCode::CONFLICT,
+            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -45,6 +57,9 @@ impl ErrorCode {
             Self::InvalidArgument => "invalid_argument",
             Self::NotFound => "not_found",
             Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission_denied",
+            Self::AlreadyExists => "already_exists",
+            Self::ResourceExhausted => "resource_exhausted",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -70,6 +85,9 @@ mod tests {
             ErrorCode::InvalidArgument,
             ErrorCode::NotFound,
             ErrorCode::Unauthenticated,
+            ErrorCode::PermissionDenied,
+            ErrorCode::AlreadyExists,
+            ErrorCode::ResourceExhausted,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ];
@@ -79,6 +97,9 @@ mod tests {
                 tonic::Code::InvalidArgument => 400,
                 tonic::Code::NotFound => 404,
                 tonic::Code::Unauthenticated => 401,
+                tonic::Code::PermissionDenied => 403,
+                tonic::Code::AlreadyExists => 409,
+                tonic::Code::ResourceExhausted => 429,
                 tonic::Code::Unavailable => 503,
                 _ => 500,
             };

@@ -12,6 +12,11 @@ pub enum RejectReason {
     TooLarge,
     ProtocolViolation,
     StoreUnavailable,
+    /// No client certificate, or one the store does not know.
+    Unauthenticated,
+    /// A revoked host, or a Hello claiming another host.
+    PermissionDenied,
+    RateLimited,
 }
 
 impl RejectReason {
@@ -21,6 +26,9 @@ impl RejectReason {
             Self::TooLarge => "too_large",
             Self::ProtocolViolation => "protocol_violation",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission_denied",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -113,6 +121,57 @@ impl HostRegistered<'_> {
     pub fn emit(&self) {
         tracing::info!(host = %self.host, hostname = self.hostname, "host registered");
         metrics::counter!(m::HOSTS_REGISTERED_TOTAL).increment(1);
+    }
+}
+
+/// A TLS handshake on the agents' port failed: plaintext, a foreign or expired certificate,
+/// garbage, or too slow.
+#[derive(Debug)]
+pub struct HandshakeFailed<'a> {
+    pub peer: std::net::SocketAddr,
+    pub error: &'a str,
+}
+
+impl HandshakeFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, error = self.error, "TLS handshake refused");
+        metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
+    }
+}
+
+/// A connection closed at once because the listener is at `grpc.max_connections`.
+#[derive(Debug)]
+pub struct ConnectionRefused {
+    pub peer: std::net::SocketAddr,
+    pub reason: &'static str,
+}
+
+impl ConnectionRefused {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, reason = self.reason, "connection refused");
+        metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
+    }
+}
+
+/// The outcome of one `Enroll` or `Renew` call. Never carries the token.
+#[derive(Debug)]
+pub struct EnrollmentAttempt<'a> {
+    pub call: &'static str,
+    pub outcome: &'static str,
+    pub peer: Option<std::net::SocketAddr>,
+    pub host: Option<HostId>,
+    pub message: &'a str,
+}
+
+impl EnrollmentAttempt<'_> {
+    pub fn emit(&self) {
+        if self.outcome == "ok" {
+            tracing::info!(call = self.call, peer = ?self.peer, host = ?self.host.map(|h| h.to_string()), "{}", self.message);
+        } else {
+            tracing::warn!(call = self.call, outcome = self.outcome, peer = ?self.peer, host = ?self.host.map(|h| h.to_string()), "{} refused: {}", self.call, self.message);
+        }
+        metrics::counter!(m::ENROLLMENTS_TOTAL, "call" => self.call, "outcome" => self.outcome)
+            .increment(1);
     }
 }
 

@@ -114,7 +114,10 @@ fn main() -> ExitCode {
             Some(handle),
             |bound| {
                 // One machine-readable line on stdout for scripts and tests.
-                println!("vigil-collector ready grpc={} http={}", bound.grpc, bound.http);
+                println!(
+                    "vigil-collector ready grpc={} http={} ca_sha256={}",
+                    bound.grpc, bound.http, bound.ca_sha256
+                );
             },
             shutdown_signal(),
         )

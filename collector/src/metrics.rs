@@ -14,6 +14,9 @@ pub const CLONED_IDENTITY_TOTAL: &str = "vigil_cloned_identity_total";
 pub const HOSTS: &str = "vigil_hosts";
 pub const RETENTION_DELETED_TOTAL: &str = "vigil_retention_deleted_rows_total";
 pub const BUILD_INFO: &str = "vigil_build_info";
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
+pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -51,6 +54,15 @@ fn describe() {
     describe_gauge!(HOSTS, "Known hosts by status (up, silent, stopped, new).");
     describe_counter!(RETENTION_DELETED_TOTAL, "Rows deleted by retention, by table.");
     describe_gauge!(BUILD_INFO, "Always 1; the collector's version as a label.");
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES_TOTAL,
+        "TLS handshakes refused on the agents' port (plaintext, bad or foreign certificate, timeout)."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Connections closed at once because grpc.max_connections was reached."
+    );
+    describe_counter!(ENROLLMENTS_TOTAL, "Enroll and Renew calls, by call and outcome.");
 }
 
 #[cfg(test)]
@@ -71,6 +83,9 @@ mod tests {
             HOSTS,
             RETENTION_DELETED_TOTAL,
             BUILD_INFO,
+            TLS_HANDSHAKE_FAILURES_TOTAL,
+            CONNECTIONS_REFUSED_TOTAL,
+            ENROLLMENTS_TOTAL,
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/metrics.md");
         }

@@ -9,20 +9,76 @@ use std::sync::Arc;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::CollectorConfig;
+use crate::enroll::EnrollmentService;
+use crate::ingest::revocation::Revocations;
 use crate::ingest::{IngestService, commit::CommitQueue};
-use crate::store::{Store, sqlite::SqliteStore};
-use crate::tasks;
+use crate::pki::{CaFiles, CertificateAuthority};
+use crate::store::{ApiTokenRecord, Role, Store, sqlite::SqliteStore};
+use crate::{secret, tasks, tls};
 
-/// Addresses actually bound (differs from the config when it asks for port 0).
-#[derive(Debug, Clone, Copy)]
+/// What a started collector tells its caller (addresses differ from the config for port 0).
+#[derive(Debug, Clone)]
 pub struct Bound {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// SHA-256 of the CA certificate: what agents pin at enrolment.
+    pub ca_sha256: String,
+}
+
+/// Where the first-run admin token is written.
+pub fn bootstrap_token_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// On first start (no API tokens at all), creates an admin token and writes it to
+/// `<data_dir>/admin.token`, readable by this user only. Its secret is never logged.
+async fn bootstrap_admin(
+    store: &dyn Store,
+    config: &CollectorConfig,
+    now: i64,
+) -> anyhow::Result<()> {
+    if store.count_api_tokens().await? > 0 {
+        return Ok(());
+    }
+    let (token, secret_sha256) = secret::generate(secret::API_PREFIX);
+    let path = bootstrap_token_path(&config.data_dir);
+    vigil_tls::pem::write_file(&path, format!("{token}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing the bootstrap admin token to {}", path.display()))?;
+    store
+        .create_api_token(&ApiTokenRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: "bootstrap-admin".into(),
+            role: Role::Admin,
+            customer_id: None,
+            secret_sha256,
+            created_at_ms: now,
+            created_by: "local:first-start".into(),
+        })
+        .await?;
+    tracing::info!(
+        path = %path.display(),
+        "no API tokens yet: created admin token \"bootstrap-admin\"; its secret is in {} \
+         (readable by this user only)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// The URL agents are told to use in join commands.
+fn join_url(config: &CollectorConfig, bound: SocketAddr) -> String {
+    let host = match config.grpc.server_names.first() {
+        Some(name) => name.clone(),
+        None if bound.ip().is_unspecified() => {
+            rustix::system::uname().nodename().to_string_lossy().into_owned()
+        }
+        None => bound.ip().to_string(),
+    };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    format!("https://{host}:{}", bound.port())
 }
 
 /// Starts the collector; `on_ready` is called once both listeners are bound and the store is
@@ -47,20 +103,60 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
-    let bound = Bound { grpc: grpc_listener.local_addr()?, http: http_listener.local_addr()? };
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let now = clock.now_ms();
+    let ca_files = match (&config.tls.ca_cert, &config.tls.ca_key) {
+        (Some(cert), Some(key)) => CaFiles { cert: cert.clone(), key: key.clone() },
+        _ => CaFiles::in_data_dir(&config.data_dir),
+    };
+    let provided = config.tls.ca_cert.is_some();
+    let (ca, created) = CertificateAuthority::load_or_create(&ca_files, !provided, now)
+        .context("loading the collector CA")?;
+    if created {
+        tracing::info!(cert = %ca_files.cert.display(), key = %ca_files.key.display(), fingerprint = ca.fingerprint(), "created the collector CA");
+    } else {
+        tracing::info!(cert = %ca_files.cert.display(), fingerprint = ca.fingerprint(), "loaded the collector CA");
+    }
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    names.extend(config.grpc.server_names.iter().cloned());
+    if !grpc_addr.ip().is_unspecified() && !names.contains(&grpc_addr.ip().to_string()) {
+        names.push(grpc_addr.ip().to_string());
+    }
+    let (chain, key) = ca.issue_server(&names, now).context("issuing the server certificate")?;
+    let tls_config = Arc::new(tls::server_config(ca.cert().clone(), chain, key)?);
+    let ca = Arc::new(ca);
+    let bound = Bound { grpc: grpc_addr, http: http_addr, ca_sha256: ca.fingerprint().to_owned() };
+    bootstrap_admin(store.as_ref(), &config, now).await?;
 
     let queue =
         CommitQueue::spawn(store.clone(), config.ingest.max_batch, 4 * config.ingest.max_batch);
     tasks::spawn_retention(store.clone(), clock.clone(), config.retention.clone());
 
+    let revocations = Revocations::spawn(store.clone(), config.ingest.revocation_poll).await;
     let ingest =
-        IngestService::new(store.clone(), queue, clock.clone(), config.ingest.max_report_bytes);
+        IngestService::new(store.clone(), queue, clock.clone(), revocations, &config.ingest);
+    let enrollment = EnrollmentService::new(
+        store.clone(),
+        ca.clone(),
+        clock.clone(),
+        config.tls.clone(),
+        config.enrollment.attempts_per_minute,
+    );
     let app = api::router(AppState {
         store: store.clone(),
         clock: clock.clone(),
         min_silence: config.ingest.min_silence,
         metrics,
+        open_metrics: config.http.open_metrics,
+        join_url: join_url(&config, grpc_addr),
+        ca_sha256: ca.fingerprint().to_owned(),
     });
+    let limits = tls::Limits {
+        max_connections: config.grpc.max_connections,
+        handshake_timeout: config.grpc.handshake_timeout,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -74,11 +170,16 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ingest.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx.clone()));
-    let http = axum::serve(http_listener, app).with_graceful_shutdown(wait(stop_rx));
+        .add_service(enrollment.into_server())
+        .serve_with_incoming_shutdown(
+            tls::incoming(grpc_listener, tls_config, limits),
+            wait(stop_rx.clone()),
+        );
+    let http = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx));
 
     tracing::info!(grpc = %bound.grpc, http = %bound.http, "collector ready");
-    on_ready(bound);
+    on_ready(bound.clone());
     let (grpc, http) = tokio::join!(grpc, http);
     grpc.context("gRPC server")?;
     http.context("HTTP server")?;

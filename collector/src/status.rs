@@ -17,10 +17,13 @@ pub enum HostStatus {
     Up,
     Silent,
     Stopped,
+    /// Cut off by an admin (or replaced by a re-installed machine's new identity).
+    Revoked,
 }
 
 impl HostStatus {
-    pub const ALL: [HostStatus; 4] = [Self::New, Self::Up, Self::Silent, Self::Stopped];
+    pub const ALL: [HostStatus; 5] =
+        [Self::New, Self::Up, Self::Silent, Self::Stopped, Self::Revoked];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,6 +31,7 @@ impl HostStatus {
             Self::Up => "up",
             Self::Silent => "silent",
             Self::Stopped => "stopped",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -38,6 +42,9 @@ pub fn silence_after(interval_seconds: u32, min_silence: Duration) -> Duration {
 }
 
 pub fn host_status(host: &HostRow, now: UnixMs, min_silence: Duration) -> HostStatus {
+    if host.revoked_at_ms.is_some() {
+        return HostStatus::Revoked;
+    }
     let Some(last_seen) = host.last_seen_ms else { return HostStatus::New };
     if host.goodbye_at_ms.is_some_and(|bye| bye >= last_seen) {
         return HostStatus::Stopped;
@@ -65,6 +72,9 @@ mod tests {
             agent_version: "0.1.0".into(),
             goodbye_reason: goodbye.map(|_| "stop".into()),
             goodbye_at_ms: goodbye,
+            machine_id: String::new(),
+            revoked_at_ms: None,
+            replaced_by: None,
         }
     }
 
@@ -90,5 +100,12 @@ mod tests {
         assert_eq!(host_status(&host(Some(1_000), Some(2_000)), 900_000, MIN), HostStatus::Stopped);
         assert_eq!(host_status(&host(Some(3_000), Some(2_000)), 3_000, MIN), HostStatus::Up);
         assert_eq!(host_status(&host(None, None), 3_000, MIN), HostStatus::New);
+    }
+
+    #[test]
+    fn revoked_wins_over_everything() {
+        let mut h = host(Some(1_000), None);
+        h.revoked_at_ms = Some(2_000);
+        assert_eq!(host_status(&h, 1_000, MIN), HostStatus::Revoked);
     }
 }

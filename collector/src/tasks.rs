@@ -49,7 +49,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let day = 86_400_000;
-        let (host, _) = store.register_host("machine-id:a", "a", 0).await.unwrap();
+        let host = crate::store::tests::enrolled(&store, "a").await;
         let record = |seq: u64, at: i64| ReportRecord {
             host_id: host,
             instance: "i".into(),

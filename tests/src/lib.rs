@@ -1,7 +1,11 @@
 //! Harness for Vigil's end-to-end tests: finds the real `vigil-collector`, `vigil-agent` and
 //! `vigilctl` binaries next to the test executable, starts them on ephemeral loopback ports with
 //! temporary state, waits for readiness, and talks to them only through their command lines,
-//! the HTTP API and the gRPC protocol. Processes are killed when their handle drops.
+//! the HTTP API (with the collector's bootstrap admin token) and the gRPC protocol over real
+//! mutual TLS. Agents are enrolled the way an operator does it. Processes are killed when their
+//! handle drops.
+
+pub mod identity;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -77,20 +81,35 @@ pub struct Collector {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
+    /// SHA-256 of the collector's CA certificate, from its ready line.
+    pub ca_sha256: String,
+    /// The bootstrap admin token the collector wrote on first start.
+    pub admin_token: String,
 }
 
 impl Collector {
     /// Starts a collector on ephemeral loopback ports (or the given ones, for a restart).
     pub fn start(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>, extra: &[&str]) -> Self {
+        Self::start_with_config(data_dir, ports, "", extra)
+    }
+
+    /// [`Self::start`] with `config` as the collector's TOML config file.
+    pub fn start_with_config(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+        config: &str,
+        extra: &[&str],
+    ) -> Self {
+        let config_text = config;
         let (grpc, http) = ports.unwrap_or((
             "127.0.0.1:0".parse().expect("addr"),
             "127.0.0.1:0".parse().expect("addr"),
         ));
         let log = data_dir.with_extension(format!("collector-{}.log", unique()));
         let stderr = std::fs::File::create(&log).expect("log file");
-        // An empty config file: every key at its default, then the flags below.
+        // Every key not in `config` at its default, then the flags below.
         let config = data_dir.with_extension("collector.toml");
-        std::fs::write(&config, "").expect("config file");
+        std::fs::write(&config, config_text).expect("config file");
         let mut child = Command::new(bin("vigil-collector"))
             .arg("--config")
             .arg(&config)
@@ -121,17 +140,90 @@ impl Collector {
             Ok(line) => line,
             Err(_) => panic!("collector did not become ready:\n{}", proc.log_text()),
         };
-        let field = |name: &str| -> SocketAddr {
+        let field = |name: &str| -> String {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .and_then(|a| a.parse().ok())
+                .map(str::to_owned)
                 .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
         };
-        Self { grpc: field("grpc"), http: field("http"), proc, data_dir: data_dir.to_owned() }
+        let admin_token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .expect("bootstrap admin token")
+            .trim()
+            .to_owned();
+        Self {
+            grpc: field("grpc").parse().expect("grpc address"),
+            http: field("http").parse().expect("http address"),
+            ca_sha256: field("ca_sha256"),
+            admin_token,
+            proc,
+            data_dir: data_dir.to_owned(),
+        }
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("https://{}", self.grpc)
+    }
+
+    /// Creates customer `customer` and its site `site` if missing, then an enrolment token for
+    /// that site with `uses` uses, valid for `ttl` (like "1h").
+    pub async fn enrollment_token(
+        &self,
+        customer: &str,
+        site: &str,
+        uses: u32,
+        ttl: &str,
+    ) -> String {
+        self.post("/api/v1/customers", serde_json::json!({ "name": customer })).await;
+        self.post(
+            &format!("/api/v1/customers/{customer}/sites"),
+            serde_json::json!({ "name": site }),
+        )
+        .await;
+        let (status, body) = self
+            .post(
+                "/api/v1/enrollment-tokens",
+                serde_json::json!({ "customer": customer, "site": site, "uses": uses, "ttl": ttl }),
+            )
+            .await;
+        assert_eq!(status, 200, "creating an enrolment token: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// POST JSON as the bootstrap admin; returns status and body (conflicts are not failures
+    /// here, so setup can be repeated).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request_as(&self.admin_token, reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Any request with any token (or none, with an empty token).
+    pub async fn request_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request =
+            reqwest::Client::new().request(method, format!("{}{path}", self.http_url()));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Runs `vigilctl` against this collector as the bootstrap admin.
+    pub fn vigilctl(&self, args: &[&str]) -> Output {
+        let server = self.http_url();
+        let token_file = self.data_dir.join("admin.token").to_string_lossy().into_owned();
+        let mut all = vec!["--server", server.as_str(), "--token-file", token_file.as_str()];
+        all.extend_from_slice(args);
+        run("vigilctl", &all)
     }
 
     pub fn http_url(&self) -> String {
@@ -146,19 +238,14 @@ impl Collector {
     }
 
     pub async fn get_status(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path}", self.http_url())).await.expect("GET");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.request_as(&self.admin_token, reqwest::Method::GET, path, None).await
     }
 
     pub async fn get_text(&self, path: &str) -> String {
-        reqwest::get(format!("{}{path}", self.http_url()))
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body")
+        match self.get_status(path).await.1 {
+            Value::String(text) => text,
+            other => other.to_string(),
+        }
     }
 
     pub async fn hosts(&self) -> Vec<Value> {
@@ -193,6 +280,36 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Enrols a new agent with a fresh single-use token for `acme/main`, then starts it.
+    pub async fn enroll_and_start(collector: &Collector, state_dir: &Path, extra: &[&str]) -> Self {
+        let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+        let out = Agent::enroll(collector, state_dir, &token);
+        assert!(
+            out.status.success(),
+            "vigil-agent enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Agent::start(&collector.grpc_url(), state_dir, extra)
+    }
+
+    /// Runs `vigil-agent enroll` for `state_dir` and returns its output.
+    pub fn enroll(collector: &Collector, state_dir: &Path, token: &str) -> Output {
+        let config = state_dir.with_extension("agent.toml");
+        std::fs::write(&config, "").expect("config file");
+        Command::new(bin("vigil-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--collector", &collector.grpc_url()])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["enroll", "--token", token, "--ca-sha256", &collector.ca_sha256])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run vigil-agent enroll")
+    }
+
+    /// Starts an already enrolled agent.
     pub fn start(collector_url: &str, state_dir: &Path, extra: &[&str]) -> Self {
         let log = state_dir.with_extension(format!("agent-{}.log", unique()));
         let stderr = std::fs::File::create(&log).expect("log file");
@@ -213,6 +330,14 @@ impl Agent {
             .spawn()
             .expect("start vigil-agent");
         Self { proc: Proc { child, log }, state_dir: state_dir.to_owned() }
+    }
+
+    /// The HostId the agent enrolled as.
+    pub fn host_id(&self) -> String {
+        let text = std::fs::read_to_string(self.state_dir.join("tls/identity.json"))
+            .expect("identity.json");
+        let v: Value = serde_json::from_str(&text).expect("identity json");
+        v["host_id"].as_str().expect("host_id").to_owned()
     }
 
     pub fn instance(&self) -> String {

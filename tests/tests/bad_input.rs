@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
+use vigil_e2e::identity::TestIdentity;
 use vigil_e2e::{Agent, Collector, first_reported_host, run};
 use vigil_proto::v1::{
     AgentMessage, CollectorMessage, Hello, HostFacts, Report, agent_message, collector_message,
@@ -22,15 +23,16 @@ struct Stream {
 }
 
 impl Stream {
-    async fn open(collector: &Collector, machine_id: &str) -> Stream {
-        let mut client = client(collector).await.max_encoding_message_size(64 * 1024 * 1024);
+    async fn open(collector: &Collector, who: &TestIdentity) -> Stream {
+        let mut client = client(collector, who).await.max_encoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel(16);
         let hello = Hello {
             agent_instance: INSTANCE.into(),
             agent_version: "test".into(),
             interval_seconds: 10,
-            machine_id: machine_id.into(),
+            machine_id: "hostile-machine".into(),
             hostname: "hostile".into(),
+            host_id: who.host_id.clone(),
         };
         tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello)) }).await.unwrap();
         let mut inbound = client.report(ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -60,13 +62,11 @@ impl Stream {
     }
 }
 
-async fn client(collector: &Collector) -> IngestClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(collector.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    IngestClient::new(channel)
+async fn client(
+    collector: &Collector,
+    who: &TestIdentity,
+) -> IngestClient<tonic::transport::Channel> {
+    IngestClient::new(who.channel(collector).await.unwrap())
 }
 
 fn report(seq: u64) -> Report {
@@ -78,11 +78,13 @@ async fn invalid_reports_are_refused_and_others_keep_working() {
     let tmp = tempfile::tempdir().unwrap();
     let collector = Collector::start(&tmp.path().join("data"), None, &[]);
     // A well-behaved agent reporting all along.
-    let _agent = Agent::start(&collector.grpc_url(), &tmp.path().join("agent"), &[]);
+    let _agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
     first_reported_host(&collector, Duration::from_secs(30)).await;
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let hostile = TestIdentity::enroll(&collector, &token, "hostile").await.unwrap();
 
     // Resending is how nothing gets lost: a duplicate seq is acknowledged, stored once.
-    let mut s = Stream::open(&collector, "hostile-machine").await;
+    let mut s = Stream::open(&collector, &hostile).await;
     s.send(report(1)).await;
     s.expect_ack(1).await;
     s.send(report(1)).await;
@@ -97,7 +99,7 @@ async fn invalid_reports_are_refused_and_others_keep_working() {
     assert!(err.message().contains("no seq"), "{err:?}");
 
     // No instance.
-    let mut s = Stream::open(&collector, "hostile-machine").await;
+    let mut s = Stream::open(&collector, &hostile).await;
     s.send(Report { agent_instance: String::new(), ..report(3) }).await;
     let err = s.next().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -105,7 +107,7 @@ async fn invalid_reports_are_refused_and_others_keep_working() {
 
     // Over the 1 MiB default limit, by a little and by a lot.
     for size in [1024 * 1024 + 10, 8 * 1024 * 1024] {
-        let mut s = Stream::open(&collector, "hostile-machine").await;
+        let mut s = Stream::open(&collector, &hostile).await;
         let facts = HostFacts { hostname: "x".repeat(size), ..Default::default() };
         s.send(Report { facts: Some(facts), ..report(4) }).await;
         let err = s.next().await.unwrap_err();
@@ -114,7 +116,7 @@ async fn invalid_reports_are_refused_and_others_keep_working() {
     }
 
     // A stream that does not start with Hello.
-    let mut client = client(&collector).await;
+    let mut client = client(&collector, &hostile).await;
     let (tx, rx) = mpsc::channel(1);
     tx.send(AgentMessage { kind: Some(agent_message::Kind::Report(report(5))) }).await.unwrap();
     let err = client.report(ReceiverStream::new(rx)).await.unwrap_err();
@@ -178,8 +180,8 @@ fn malformed_config_names_file_line_and_key() {
         (
             "vigil-collector",
             "value.toml",
-            "[grpc]\nlisten = \"0.0.0.0:7700\"\n",
-            ":2: key `grpc.listen`: 0.0.0.0:7700 is not a loopback address",
+            "[grpc]\nlisten = \"0.0.0.0:7700\"\nmax_connections = 0\n",
+            ":3: key `grpc.max_connections`: must be at least 1",
         ),
         (
             "vigil-collector",

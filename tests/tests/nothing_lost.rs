@@ -1,7 +1,7 @@
 //! "Nothing acknowledged is ever lost": a collector killed and restarted under a running agent
 //! loses no report (every seq of the instance has a receipt, the outage's reports arrive as
-//! replays), and an agent whose state directory is wiped comes back as a new instance of the
-//! same host whose reports are stored too.
+//! replays), and an agent whose state directory is wiped (its certificate kept) comes back as a
+//! new instance of the same host whose reports are stored too.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,7 +23,7 @@ async fn collector_restart_loses_nothing() {
     let data = tmp.path().join("data");
     let mut collector = Collector::start(&data, None, &[]);
     let ports = (collector.grpc, collector.http);
-    let mut agent = Agent::start(&collector.grpc_url(), &tmp.path().join("agent"), &[]);
+    let mut agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
 
@@ -66,14 +66,25 @@ async fn wiped_state_is_a_new_instance_of_the_same_host() {
     let tmp = tempfile::tempdir().unwrap();
     let collector = Collector::start(&tmp.path().join("data"), None, &[]);
     let state = tmp.path().join("agent");
-    let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
+    let mut agent = Agent::enroll_and_start(&collector, &state, &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
     let first_instance = agent.instance();
     assert!(agent.proc.terminate().success());
     let first_last = agent.last_seq();
 
-    std::fs::remove_dir_all(&state).unwrap();
+    // Instance, sequence and spool gone (a restored or rebuilt state directory); the
+    // host's identity (its certificate) kept.
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "tls") {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
     let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
     let second_instance = collector
         .wait_for("the new instance's reports", Duration::from_secs(30), async |c| {
@@ -103,10 +114,12 @@ async fn wiped_state_is_a_new_instance_of_the_same_host() {
 async fn two_live_instances_are_a_cloned_identity() {
     let tmp = tempfile::tempdir().unwrap();
     let collector = Collector::start(&tmp.path().join("data"), None, &[]);
-    // Two agents on this machine share /etc/machine-id but not their state: a clone.
-    let a = Agent::start(&collector.grpc_url(), &tmp.path().join("a"), &[]);
+    // A second machine made from a copy of the first one's identity (a cloned VM): both
+    // report as one host with different instances.
+    let a = Agent::enroll_and_start(&collector, &tmp.path().join("a"), &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
+    copy_dir(&tmp.path().join("a/tls"), &tmp.path().join("b/tls"));
     let b = Agent::start(&collector.grpc_url(), &tmp.path().join("b"), &[]);
     let event = collector
         .wait_for("a cloned_identity event", Duration::from_secs(30), async |c| {
@@ -121,4 +134,12 @@ async fn two_live_instances_are_a_cloned_identity() {
     assert_eq!(collector.hosts().await.len(), 1);
     let metrics = collector.get_text("/metrics").await;
     assert!(metrics.contains("vigil_cloned_identity_total 1"), "{metrics}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }

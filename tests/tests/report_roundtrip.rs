@@ -9,13 +9,14 @@ use vigil_e2e::{Agent, Collector, first_reported_host, meminfo_total_bytes, run}
 async fn agent_appears_with_plausible_readings() {
     let tmp = tempfile::tempdir().unwrap();
     let collector = Collector::start(&tmp.path().join("data"), None, &[]);
-    let mut agent = Agent::start(&collector.grpc_url(), &tmp.path().join("agent"), &[]);
+    let mut agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
 
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let id = host["id"].as_str().unwrap().to_owned();
     assert_eq!(host["status"], "up");
-    assert_eq!(host["customer"], "default");
-    assert_eq!(host["site"], "default");
+    assert_eq!(host["customer"], "acme", "the enrolment token's customer");
+    assert_eq!(host["site"], "main");
+    assert_eq!(host["id"].as_str().unwrap(), agent.host_id(), "the HostId of the certificate");
     assert!(host["cpu_cores"].as_u64().unwrap() > 0, "{host}");
     assert_eq!(host["memory_total_bytes"].as_u64().unwrap(), meminfo_total_bytes(), "{host}");
     let usage = host["readings"]["cpu_usage_ratio"].as_f64().unwrap();
@@ -39,15 +40,15 @@ async fn agent_appears_with_plausible_readings() {
     assert_eq!(detail["instances"][0]["instance"].as_str().unwrap(), agent.instance());
 
     // The operator's view.
-    let out = run("vigilctl", &["--server", &collector.http_url(), "hosts"]);
+    let out = collector.vigilctl(&["hosts"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("ID "), "{table}");
     assert!(table.contains(&id[..8]) && table.contains(" up "), "{table}");
-    let out = run("vigilctl", &["--server", &collector.http_url(), "--json", "hosts"]);
+    let out = collector.vigilctl(&["--json", "hosts"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["hosts"][0]["id"].as_str().unwrap(), id);
-    let out = run("vigilctl", &["--server", &collector.http_url(), "hosts", "show", &id[..8]]);
+    let out = collector.vigilctl(&["hosts", "show", &id[..8]]);
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains("Probes") && shown.contains("filesystem"), "{shown}");
 
@@ -81,7 +82,7 @@ async fn api_errors_are_precise() {
     assert_eq!(collector.get_text("/healthz").await, "ok\n");
     assert_eq!(collector.get_text("/readyz").await, "ready\n");
 
-    let out = run("vigilctl", &["--server", &collector.http_url(), "hosts", "show", "zzz"]);
+    let out = collector.vigilctl(&["hosts", "show", "zzz"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no host id starts with \"zzz\""));
     let out = run("vigilctl", &["--server", "http://127.0.0.1:1", "hosts"]);

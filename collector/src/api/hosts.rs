@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vigil_proto::v1::Report;
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::clock::{UnixMs, rfc3339};
 use crate::error::ErrorCode;
 use crate::ids::HostId;
 use crate::readings::{Summary, summary};
 use crate::status::{HostStatus, host_status};
-use crate::store::{HostRow, LatestReport};
+use crate::store::{HostRow, LatestReport, Role};
 
 #[derive(Debug, Serialize)]
 pub struct HostView {
@@ -62,17 +63,18 @@ fn view(state: &AppState, host: HostRow, report: Option<&Report>) -> HostView {
     }
 }
 
-fn parse_host(id: &str) -> Result<HostId, ApiError> {
+pub fn parse_host(id: &str) -> Result<HostId, ApiError> {
     id.parse().map_err(|_| {
         ApiError::new(ErrorCode::InvalidArgument, format!("{id:?} is not a host id (a UUID)"))
     })
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let hosts = state.store.list_hosts().await?;
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let hosts = state.store.list_hosts().await?.into_iter().filter(|h| caller.sees(h));
     let mut latest: HashMap<HostId, LatestReport> =
         state.store.latest_reports().await?.into_iter().collect();
-    let mut views = Vec::with_capacity(hosts.len());
+    let mut views = Vec::new();
     for host in hosts {
         let report = latest.remove(&host.id).map(|l| decode(&l)).transpose()?;
         views.push(view(&state, host, report.as_ref()));
@@ -80,25 +82,39 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "hosts": views })))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_host(&id)?;
-    let host = state
+/// The host, if it exists and the caller may see it; the same 404 either way, so a token limited
+/// to one customer learns nothing about another's hosts.
+async fn visible_host(state: &AppState, caller: &Caller, id: &str) -> Result<HostRow, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_host(id)?;
+    state
         .store
         .get_host(id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no host {id}")))?;
+        .filter(|h| caller.sees(h))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no host {id}")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let host = visible_host(&state, &caller, &id).await?;
+    let id = host.id;
     let latest = state.store.latest_report(id).await?;
     let report = latest.as_ref().map(decode).transpose()?;
     let instances = state.store.instances(id).await?;
     let events = state.store.events(id, 100).await?;
+    let host_extra = (host.machine_id.clone(), host.revoked_at_ms, host.replaced_by);
     let mut body = serde_json::to_value(view(&state, host, report.as_ref()))
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     body["facts"] = json!(report.as_ref().and_then(|r| r.facts.clone()));
     body["instances"] = json!(instances);
     body["events"] = json!(events);
+    body["machine_id"] = json!(host_extra.0);
+    body["revoked_at"] = json!(host_extra.1.map(rfc3339));
+    body["replaced_by"] = json!(host_extra.2);
     body["latest_report"] = json!(report);
     body["latest_report_received_at"] = json!(latest.map(|l| rfc3339(l.received_at_ms)));
     Ok(Json(body))
@@ -112,10 +128,11 @@ pub struct ReceiptQuery {
 
 pub async fn receipts(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<ReceiptQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_host(&id)?;
+    let id = visible_host(&state, &caller, &id).await?.id;
     let limit = q.limit.unwrap_or(1000).min(100_000);
     let receipts = state.store.receipts(id, q.instance.as_deref(), limit).await?;
     Ok(Json(json!({ "receipts": receipts })))
@@ -129,10 +146,11 @@ pub struct RollupQuery {
 
 pub async fn rollups(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<RollupQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_host(&id)?;
+    let id = visible_host(&state, &caller, &id).await?.id;
     let since = q.since_unix_ms.unwrap_or_else(|| state.clock.now_ms() - 86_400_000);
     let rollups = state.store.rollups(id, &q.series, since).await?;
     Ok(Json(json!({ "series": q.series, "bucket_seconds": 300, "rollups": rollups })))

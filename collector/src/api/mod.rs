@@ -2,6 +2,8 @@
 //! and the operator API under `/api/v1`. Errors leave through [`ApiError`], which takes its
 //! status from the shared error-code table, so the API and the gRPC side agree.
 
+pub mod admin;
+pub mod auth;
 pub mod hosts;
 
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
@@ -27,6 +29,12 @@ pub struct AppState {
     pub clock: SharedClock,
     pub min_silence: Duration,
     pub metrics: Option<PrometheusHandle>,
+    /// Serve `/metrics` without a token.
+    pub open_metrics: bool,
+    /// The collector URL printed in join commands.
+    pub join_url: String,
+    /// SHA-256 of the CA certificate, printed in join commands.
+    pub ca_sha256: String,
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -38,6 +46,19 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/hosts/{id}", get(hosts::show))
         .route("/api/v1/hosts/{id}/receipts", get(hosts::receipts))
         .route("/api/v1/hosts/{id}/rollups", get(hosts::rollups))
+        .route("/api/v1/hosts/{id}/revoke", post(admin::revoke_host))
+        .route("/api/v1/hosts/{id}/move", post(admin::move_host))
+        .route("/api/v1/hosts/{id}/replace", post(admin::replace_host))
+        .route("/api/v1/customers", get(admin::list_customers).post(admin::create_customer))
+        .route("/api/v1/customers/{customer}/sites", post(admin::create_site))
+        .route(
+            "/api/v1/enrollment-tokens",
+            get(admin::list_enrollment_tokens).post(admin::create_enrollment_token),
+        )
+        .route("/api/v1/api-tokens", get(admin::list_api_tokens).post(admin::create_api_token))
+        .route("/api/v1/api-tokens/{id}", delete(admin::revoke_api_token))
+        .route("/api/v1/audit", get(admin::audit_log))
+        .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
         .with_state(state)
 }
@@ -83,7 +104,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn whoami(caller: auth::Caller) -> Json<serde_json::Value> {
+    Json(json!({
+        "id": caller.token_id,
+        "name": caller.name,
+        "role": caller.role,
+        "customer_id": caller.customer_id,
+    }))
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+    caller: Result<auth::Caller, ApiError>,
+) -> Response {
+    if !state.open_metrics {
+        // Fleet-wide numbers: a token limited to one customer may not read them.
+        if let Err(err) = caller.and_then(|c| c.require_fleet(crate::store::Role::Viewer)) {
+            return err.into_response();
+        }
+    }
     let Some(handle) = state.metrics.as_ref() else {
         return ApiError::new(ErrorCode::Unavailable, "metrics recorder not installed")
             .into_response();

@@ -1,18 +1,31 @@
 //! `vigilctl`: the operator CLI. Thin: parses arguments and calls into `vigil_collector::ctl`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use vigil_collector::ctl::{Client, CtlError, host_detail, hosts_table};
+use serde_json::{Value, json};
+use vigil_collector::ctl::{Client, CtlError, host_detail, hosts_table, table};
 
-/// Work with a Vigil collector from the terminal: list hosts and inspect one.
+/// Work with a Vigil collector from the terminal: hosts, customers, enrolment tokens, API
+/// tokens and the audit log.
+///
+/// Every command needs an API token: `--token`, `VIGIL_TOKEN`, or a file named by
+/// `--token-file` / `VIGIL_TOKEN_FILE`. On first start the collector writes an admin token to
+/// `<data_dir>/admin.token`.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Cli {
     /// The collector's HTTP address.
     #[arg(long, env = "VIGIL_SERVER", default_value = "http://127.0.0.1:7701", global = true)]
     server: String,
+    /// API token (prefer VIGIL_TOKEN or --token-file: flags show up in `ps`).
+    #[arg(long, env = "VIGIL_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the API token, e.g. <data_dir>/admin.token.
+    #[arg(long, env = "VIGIL_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -22,11 +35,39 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List hosts, or show one host in detail.
+    /// List hosts, show one, or revoke, move or replace one.
     Hosts {
         #[command(subcommand)]
         action: Option<HostsAction>,
     },
+    /// Customers and their sites.
+    Customers {
+        #[command(subcommand)]
+        action: Option<CustomersAction>,
+    },
+    /// Add a site to a customer.
+    Sites {
+        #[command(subcommand)]
+        action: SitesAction,
+    },
+    /// Enrolment tokens: what a new agent needs to join.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<TokensAction>,
+    },
+    /// Operator API tokens (roles viewer, operator, admin).
+    ApiTokens {
+        #[command(subcommand)]
+        action: Option<ApiTokensAction>,
+    },
+    /// The audit log: every change made through the API, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show which token this is.
+    Whoami,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,25 +79,261 @@ enum HostsAction {
         /// Host id, or a unique prefix of it as `vigilctl hosts` prints it.
         host: String,
     },
+    /// Cut a host off: its certificate stops working on every replica within seconds, open
+    /// streams included. Needs the admin role.
+    Revoke { host: String },
+    /// Move a host to another customer's site without re-enrolling it. Needs the admin role.
+    Move {
+        host: String,
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        site: String,
+    },
+    /// Hand a re-installed machine's history (OLD) to its new identity (NEW); OLD is revoked.
+    Replace { old: String, new: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomersAction {
+    /// List customers and their sites (the default).
+    List,
+    /// Create a customer.
+    Add { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SitesAction {
+    /// Create a site of a customer.
+    Add { customer: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensAction {
+    /// List enrolment tokens (the default).
+    List,
+    /// Create an enrolment token and print the command that enrols an agent with it. The
+    /// token is shown once and never logged.
+    Create {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        site: String,
+        /// How many hosts may enrol with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it stays valid.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokensAction {
+    /// List API tokens (the default).
+    List,
+    /// Create an API token; it is shown once.
+    Create {
+        /// A name saying whose token it is.
+        #[arg(long)]
+        name: String,
+        /// viewer (read), operator (work incidents), admin (everything).
+        #[arg(long)]
+        role: String,
+        /// Limit the token to this customer's hosts (e.g. for the customer's own staff).
+        #[arg(long)]
+        customer: Option<String>,
+    },
+    /// Revoke an API token by id.
+    Revoke { id: String },
 }
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
+    if let Some(token) = &cli.token {
+        return Ok(Some(token.clone()));
+    }
+    let Some(path) = &cli.token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CtlError::Usage(format!("--token-file {}: {e}", path.display())))?;
+    Ok(Some(text.trim().to_owned()))
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One table row per element of the JSON array `list`.
+fn each(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array().into_iter().flatten().map(row).collect()
+}
+
+fn ms(v: &Value) -> String {
+    v.as_i64().map(vigil_collector::clock::rfc3339).unwrap_or_else(|| "-".into())
+}
+
 async fn run(cli: Cli) -> Result<String, CtlError> {
-    let client = Client::new(&cli.server)?;
-    match cli.command {
+    let client = Client::with_token(&cli.server, token(&cli)?)?;
+    let out = |value: Value, render: &dyn Fn(&Value) -> String| {
+        if cli.json { format!("{value:#}\n") } else { render(&value) }
+    };
+    Ok(match &cli.command {
         Command::Hosts { action: None | Some(HostsAction::List) } => {
-            let list = client.get("/api/v1/hosts").await?;
-            Ok(if cli.json { format!("{list:#}\n") } else { hosts_table(&list, now_ms()) })
+            out(client.get("/api/v1/hosts").await?, &|v| hosts_table(v, now_ms()))
         }
         Command::Hosts { action: Some(HostsAction::Show { host }) } => {
-            let id = client.resolve_host(&host).await?;
-            let detail = client.get(&format!("/api/v1/hosts/{id}")).await?;
-            Ok(if cli.json { format!("{detail:#}\n") } else { host_detail(&detail, now_ms()) })
+            let id = client.resolve_host(host).await?;
+            out(client.get(&format!("/api/v1/hosts/{id}")).await?, &|v| host_detail(v, now_ms()))
         }
-    }
+        Command::Hosts { action: Some(HostsAction::Revoke { host }) } => {
+            let id = client.resolve_host(host).await?;
+            let v = client.post(&format!("/api/v1/hosts/{id}/revoke"), json!({})).await?;
+            out(v, &|_| format!("host {id} revoked\n"))
+        }
+        Command::Hosts { action: Some(HostsAction::Move { host, customer, site }) } => {
+            let id = client.resolve_host(host).await?;
+            let body = json!({ "customer": customer, "site": site });
+            let v = client.post(&format!("/api/v1/hosts/{id}/move"), body).await?;
+            out(v, &|_| format!("host {id} moved to {customer}/{site}\n"))
+        }
+        Command::Hosts { action: Some(HostsAction::Replace { old, new }) } => {
+            let (old, new) = (client.resolve_host(old).await?, client.resolve_host(new).await?);
+            let v =
+                client.post(&format!("/api/v1/hosts/{old}/replace"), json!({ "by": new })).await?;
+            out(v, &|_| format!("host {old} replaced by {new}; its history now belongs to {new}\n"))
+        }
+        Command::Customers { action: None | Some(CustomersAction::List) } => {
+            out(client.get("/api/v1/customers").await?, &|v| {
+                let rows = each(&v["customers"], |c| {
+                    let sites: Vec<String> = c["sites"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s["name"].as_str().unwrap_or("").to_owned())
+                        .collect();
+                    vec![s(&c["name"]), sites.join(", "), s(&c["id"])]
+                });
+                table(&["CUSTOMER", "SITES", "ID"], rows)
+            })
+        }
+        Command::Customers { action: Some(CustomersAction::Add { name }) } => {
+            let v = client.post("/api/v1/customers", json!({ "name": name })).await?;
+            out(v, &|_| format!("customer {name:?} created\n"))
+        }
+        Command::Sites { action: SitesAction::Add { customer, name } } => {
+            let path = format!("/api/v1/customers/{}/sites", urlencode(customer));
+            let v = client.post(&path, json!({ "name": name })).await?;
+            out(v, &|_| format!("site {customer}/{name} created\n"))
+        }
+        Command::Tokens { action: None | Some(TokensAction::List) } => {
+            out(client.get("/api/v1/enrollment-tokens").await?, &|v| {
+                let rows = each(&v["tokens"], |t| {
+                    vec![
+                        s(&t["id"]),
+                        format!("{}/{}", s(&t["customer"]), s(&t["site"])),
+                        s(&t["uses_left"]),
+                        ms(&t["expires_at_ms"]),
+                        s(&t["created_by"]),
+                    ]
+                });
+                table(&["ID", "CUSTOMER/SITE", "USES LEFT", "EXPIRES", "CREATED BY"], rows)
+            })
+        }
+        Command::Tokens { action: Some(TokensAction::Create { customer, site, uses, ttl }) } => {
+            let body = json!({ "customer": customer, "site": site, "uses": uses, "ttl": ttl });
+            out(client.post("/api/v1/enrollment-tokens", body).await?, &|v| {
+                format!(
+                    "Enrolment token for {}/{} ({} use(s), valid until {}).\n\
+                     Run this as root on the new host:\n\n  {}\n",
+                    s(&v["customer"]),
+                    s(&v["site"]),
+                    s(&v["uses"]),
+                    s(&v["expires_at"]),
+                    s(&v["join_command"])
+                )
+            })
+        }
+        Command::ApiTokens { action: None | Some(ApiTokensAction::List) } => {
+            out(client.get("/api/v1/api-tokens").await?, &|v| {
+                let rows = each(&v["tokens"], |t| {
+                    vec![
+                        s(&t["id"]),
+                        s(&t["name"]),
+                        s(&t["role"]),
+                        t["customer"].as_str().unwrap_or("(all)").to_owned(),
+                        if t["revoked_at_ms"].is_null() {
+                            "active".into()
+                        } else {
+                            "revoked".into()
+                        },
+                    ]
+                });
+                table(&["ID", "NAME", "ROLE", "CUSTOMER", "STATE"], rows)
+            })
+        }
+        Command::ApiTokens { action: Some(ApiTokensAction::Create { name, role, customer }) } => {
+            let body = json!({ "name": name, "role": role, "customer": customer });
+            out(client.post("/api/v1/api-tokens", body).await?, &|v| {
+                format!(
+                    "API token {:?} ({}) created; it is shown only now:\n\n  {}\n",
+                    s(&v["name"]),
+                    s(&v["role"]),
+                    s(&v["token"])
+                )
+            })
+        }
+        Command::ApiTokens { action: Some(ApiTokensAction::Revoke { id }) } => {
+            let v = client.delete(&format!("/api/v1/api-tokens/{}", urlencode(id))).await?;
+            out(v, &|_| format!("API token {id} revoked\n"))
+        }
+        Command::Audit { limit } => {
+            out(client.get(&format!("/api/v1/audit?limit={limit}")).await?, &|v| {
+                let rows = each(&v["entries"], |e| {
+                    vec![
+                        ms(&e["at_ms"]),
+                        s(&e["actor"]),
+                        s(&e["action"]),
+                        s(&e["target"]),
+                        s(&e["source"]),
+                        s(&e["detail"]),
+                    ]
+                });
+                table(&["WHEN", "WHO", "ACTION", "TARGET", "FROM", "DETAIL"], rows)
+            })
+        }
+        Command::Whoami => out(client.get("/api/v1/whoami").await?, &|v| {
+            format!(
+                "{} ({}{})\n",
+                s(&v["name"]),
+                s(&v["role"]),
+                if v["customer_id"].is_null() {
+                    String::new()
+                } else {
+                    format!(", customer {}", s(&v["customer_id"]))
+                }
+            )
+        }),
+    })
+}
+
+/// Percent-encodes a path segment.
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {

@@ -36,9 +36,17 @@ impl CtlError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
+    /// A client that sends `token` as `Authorization: Bearer`.
+    pub fn with_token(server: &str, token: Option<String>) -> Result<Self, CtlError> {
+        let mut client = Self::new(server)?;
+        client.token = token;
+        Ok(client)
+    }
+
     pub fn new(server: &str) -> Result<Self, CtlError> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -50,14 +58,36 @@ impl Client {
             .timeout(std::time::Duration::from_secs(15))
             .build()
             .map_err(|source| CtlError::Unreachable { url: base.clone(), source })?;
-        Ok(Self { base, http })
+        Ok(Self { base, http, token: None })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CtlError> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, CtlError> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, CtlError> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CtlError> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
             .send()
             .await
             .map_err(|source| CtlError::Unreachable { url: url.clone(), source })?;
@@ -162,9 +192,14 @@ pub fn hosts_table(list: &Value, now_ms: i64) -> String {
         ]);
     }
     if rows.is_empty() {
-        return "no hosts yet: start an agent pointed at this collector\n".to_owned();
+        return "no hosts yet: enrol an agent (`vigilctl tokens create --help`)\n".to_owned();
     }
-    let mut widths = headers.map(str::len);
+    table(&headers, rows.iter().map(|r| r.to_vec()).collect())
+}
+
+/// Left-aligned columns separated by two spaces, headers first.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -181,7 +216,7 @@ pub fn hosts_table(list: &Value, now_ms: i64) -> String {
             }
         }
     };
-    line(&mut out, &headers);
+    line(&mut out, headers);
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&mut out, &cells);

@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod identity;
+pub mod revocation;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -23,14 +24,16 @@ use vigil_proto::v1::{
 };
 
 use crate::clock::SharedClock;
+use crate::config::IngestConfig;
 use crate::error::to_status;
-use crate::events::{
-    ClonedIdentity, HostRegistered, RejectReason, ReportRejected, StreamClosed, StreamOpened,
-};
+use crate::events::{ClonedIdentity, RejectReason, ReportRejected, StreamClosed, StreamOpened};
 use crate::ids::HostId;
+use crate::ratelimit::RateLimiter;
 use crate::readings;
-use crate::store::{CommitOutcome, ReportRecord, Store, StoreResult};
+use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreResult};
+use crate::tls::PeerInfo;
 use commit::CommitQueue;
+use revocation::Revocations;
 use validate::InvalidInput;
 
 /// How long a new stream may take to send its Hello.
@@ -41,7 +44,11 @@ pub struct IngestService {
     store: Arc<dyn Store>,
     queue: CommitQueue,
     clock: SharedClock,
+    revocations: Revocations,
     max_report_bytes: usize,
+    limits: validate::ReportLimits,
+    live_rate: Arc<RateLimiter<HostId>>,
+    replay_gap: Duration,
 }
 
 impl IngestService {
@@ -49,9 +56,25 @@ impl IngestService {
         store: Arc<dyn Store>,
         queue: CommitQueue,
         clock: SharedClock,
-        max_report_bytes: usize,
+        revocations: Revocations,
+        config: &IngestConfig,
     ) -> Self {
-        Self { store, queue, clock, max_report_bytes }
+        let limits = validate::ReportLimits {
+            max_bytes: config.max_report_bytes,
+            max_probes: config.max_probes_per_report,
+            max_readings_per_probe: config.max_readings_per_probe,
+            max_string_bytes: config.max_string_bytes,
+        };
+        Self {
+            store,
+            queue,
+            clock,
+            revocations,
+            max_report_bytes: config.max_report_bytes,
+            limits,
+            live_rate: Arc::new(RateLimiter::new(config.live_reports_per_minute)),
+            replay_gap: Duration::from_secs(1) / config.replay_reports_per_second.max(1),
+        }
     }
 
     /// The tonic service, with the decoder limit set so that an oversized message is caught
@@ -60,6 +83,42 @@ impl IngestService {
         // Room for the AgentMessage envelope around a report of the maximum size.
         let limit = self.max_report_bytes + 1024;
         ingest_server::IngestServer::new(self).max_decoding_message_size(limit)
+    }
+
+    /// The host a connection speaks for: the one its client certificate was issued to, unless
+    /// that host is revoked. The message is never trusted for identity.
+    async fn authenticate(&self, info: Option<&PeerInfo>) -> Result<CertificateRow, Status> {
+        let peer = info.map(|i| i.addr);
+        let refuse = |reason: RejectReason, status: Status| {
+            ReportRejected { reason, peer, message: status.message() }.emit();
+            status
+        };
+        let Some(fingerprint) = info.and_then(|i| i.client_cert_sha256.as_deref()) else {
+            return Err(refuse(
+                RejectReason::Unauthenticated,
+                Status::unauthenticated(
+                    "a client certificate is required to report; enrol this agent with \
+                     `vigil-agent enroll`",
+                ),
+            ));
+        };
+        let cert = match self.store.certificate(fingerprint).await {
+            Ok(Some(cert)) => cert,
+            Ok(None) => {
+                return Err(refuse(
+                    RejectReason::Unauthenticated,
+                    Status::unauthenticated("client certificate not issued by this collector"),
+                ));
+            }
+            Err(err) => return Err(refuse(RejectReason::StoreUnavailable, to_status(&err))),
+        };
+        if cert.host_revoked || self.revocations.is_revoked(cert.host_id) {
+            return Err(refuse(
+                RejectReason::PermissionDenied,
+                Status::permission_denied(format!("host {} is revoked", cert.host_id)),
+            ));
+        }
+        Ok(cert)
     }
 
     fn reject(&self, err: &InvalidInput, peer: Option<SocketAddr>) -> Status {
@@ -99,7 +158,9 @@ impl ingest_server::Ingest for IngestService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
-        let peer = request.remote_addr();
+        let info = request.extensions().get::<PeerInfo>().cloned();
+        let peer = info.as_ref().map(|i| i.addr);
+        let cert = self.authenticate(info.as_ref()).await?;
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => return Err(Status::deadline_exceeded("no Hello within 10s")),
@@ -118,21 +179,15 @@ impl ingest_server::Ingest for IngestService {
         };
         validate::hello(&hello).map_err(|e| self.reject(&e, peer))?;
 
-        let now = self.clock.now_ms();
-        let key = format!("machine-id:{}", hello.machine_id.trim());
-        let (host, created) =
-            self.store.register_host(&key, &hello.hostname, now).await.map_err(|e| {
-                let status = to_status(&e);
-                ReportRejected {
-                    reason: RejectReason::StoreUnavailable,
-                    peer,
-                    message: status.message(),
-                }
+        let host = cert.host_id;
+        if !hello.host_id.is_empty() && hello.host_id != host.to_string() {
+            let message = format!(
+                "the client certificate is for host {host} but the Hello claims host {}",
+                hello.host_id
+            );
+            ReportRejected { reason: RejectReason::PermissionDenied, peer, message: &message }
                 .emit();
-                status
-            })?;
-        if created {
-            HostRegistered { host, hostname: &hello.hostname }.emit();
+            return Err(Status::permission_denied(message));
         }
         StreamOpened {
             host,
@@ -160,7 +215,10 @@ impl ingest_server::Ingest for IngestService {
         });
         let (pending_tx, pending_rx) = mpsc::channel(256);
         tokio::spawn(session.clone().acknowledge(pending_rx));
-        tokio::spawn(self.clone().read(session, hello, inbound, pending_tx, peer));
+        let expires_in = Duration::from_millis(
+            u64::try_from(cert.not_after_ms - self.clock.now_ms()).unwrap_or(0),
+        );
+        tokio::spawn(self.clone().read(session, hello, inbound, pending_tx, peer, expires_in));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -174,12 +232,32 @@ impl IngestService {
         mut inbound: Streaming<AgentMessage>,
         pending: mpsc::Sender<Pending>,
         peer: Option<SocketAddr>,
+        cert_expires_in: Duration,
     ) {
+        let mut revoked = self.revocations.subscribe();
+        let expiry = tokio::time::sleep(cert_expires_in);
+        tokio::pin!(expiry);
         loop {
             let message = tokio::select! {
                 message = inbound.message() => message,
                 // The acknowledging side ended (error sent, or the agent went away).
                 () = pending.closed() => return,
+                // Revoked on any replica: cut off, even mid-stream.
+                () = async {
+                    if revoked.wait_for(|set| set.contains(&session.host)).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    let status = Status::permission_denied(format!("host {} is revoked", session.host));
+                    ReportRejected { reason: RejectReason::PermissionDenied, peer, message: status.message() }.emit();
+                    let _ = pending.send(Pending::Fail(status)).await;
+                    return;
+                }
+                () = &mut expiry => {
+                    let status = Status::unauthenticated("client certificate expired; reconnect with the renewed one");
+                    let _ = pending.send(Pending::Fail(status)).await;
+                    return;
+                }
             };
             let next = match message {
                 Ok(None) => return,
@@ -191,8 +269,28 @@ impl IngestService {
                     }
                 },
                 Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Report(report)) })) => {
-                    match validate::report(&report, &session.instance, self.max_report_bytes) {
+                    match validate::report(&report, &session.instance, &self.limits) {
+                        Ok(())
+                            if !report.replayed
+                                && !self.live_rate.allow(&session.host, self.clock.now_ms()) =>
+                        {
+                            let status = Status::resource_exhausted(format!(
+                                "host {} sends live reports faster than the limit; slow down",
+                                session.host
+                            ));
+                            ReportRejected {
+                                reason: RejectReason::RateLimited,
+                                peer,
+                                message: status.message(),
+                            }
+                            .emit();
+                            Pending::Fail(status)
+                        }
                         Ok(()) => {
+                            if report.replayed {
+                                // Pace a draining backlog instead of refusing it.
+                                tokio::time::sleep(self.replay_gap).await;
+                            }
                             let seq = report.seq;
                             let live = !report.replayed;
                             let record = self.record(&session, &hello, report);

@@ -10,12 +10,12 @@ use crate::clock::UnixMs;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ids::{CustomerId, HostId, SiteId};
 
+mod access;
 pub mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-/// Name of the customer and site that hosts registered in plaintext mode land in.
-pub const DEFAULT_TENANT: &str = "default";
+pub use access::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +25,10 @@ pub enum StoreError {
     Migration(String),
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl HasErrorCode for StoreError {
@@ -32,6 +36,8 @@ impl HasErrorCode for StoreError {
         match self {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::AlreadyExists,
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct HostRow {
     pub agent_version: String,
     pub goodbye_reason: Option<String>,
     pub goodbye_at_ms: Option<UnixMs>,
+    pub machine_id: String,
+    pub revoked_at_ms: Option<UnixMs>,
+    pub replaced_by: Option<HostId>,
 }
 
 /// The newest report of a host.
@@ -138,15 +147,51 @@ pub const ROLLUP_BUCKET_MS: i64 = 5 * 60 * 1000;
 
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Finds the host registered under `key` (plaintext mode identity claim), or creates it under
-    /// customer and site [`DEFAULT_TENANT`]. Idempotent and safe under concurrency; says
-    /// whether the host was created by this call.
-    async fn register_host(
+    // ---- tenancy ----
+    async fn create_customer(&self, name: &str, now: UnixMs) -> StoreResult<CustomerRow>;
+    /// Creates a site of the customer named `customer`; `NotFound` when there is none.
+    async fn create_site(&self, customer: &str, name: &str, now: UnixMs) -> StoreResult<SiteRow>;
+    /// Customers with their sites, by name.
+    async fn list_customers(&self) -> StoreResult<Vec<CustomerRow>>;
+    async fn find_site(&self, customer: &str, site: &str) -> StoreResult<Option<SiteRow>>;
+    async fn find_customer(&self, name: &str) -> StoreResult<Option<CustomerRow>>;
+    /// Moves a host to another site (its history moves with it).
+    async fn move_host(&self, host: HostId, site: SiteId) -> StoreResult<()>;
+
+    // ---- enrolment and certificates ----
+    async fn create_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()>;
+    async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentTokenRow>>;
+    /// In one transaction: checks and uses up one use of the token whose secret hashes to
+    /// `secret_sha256`, creates the host in the token's site and records its first certificate.
+    /// A refused token changes nothing.
+    async fn enroll_host(
         &self,
-        key: &str,
-        hostname: &str,
+        secret_sha256: &str,
+        host: &NewHost,
+        cert: &CertificateRecord,
         now: UnixMs,
-    ) -> StoreResult<(HostId, bool)>;
+    ) -> StoreResult<Result<HostRow, TokenRefusal>>;
+    /// The certificate with this fingerprint, with its host's revocation state.
+    async fn certificate(&self, fingerprint: &str) -> StoreResult<Option<CertificateRow>>;
+    async fn add_certificate(&self, cert: &CertificateRecord) -> StoreResult<()>;
+    /// Revokes a host: its certificates stop working. Returns false when it was revoked already.
+    async fn revoke_host(&self, host: HostId, now: UnixMs) -> StoreResult<bool>;
+    /// Every revoked host (what each replica polls to cut off open streams).
+    async fn revoked_hosts(&self) -> StoreResult<Vec<HostId>>;
+    /// Hands `old`'s history (receipts, instances, roll-ups, latest report, events) to `new` and
+    /// revokes `old`, which keeps a pointer to `new`.
+    async fn replace_host(&self, old: HostId, new: HostId, now: UnixMs) -> StoreResult<()>;
+
+    // ---- operator API tokens and audit ----
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()>;
+    /// The live (not revoked) token whose secret hashes to `secret_sha256`.
+    async fn api_token(&self, secret_sha256: &str) -> StoreResult<Option<ApiTokenRow>>;
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRow>>;
+    async fn revoke_api_token(&self, id: &str, now: UnixMs) -> StoreResult<bool>;
+    async fn count_api_tokens(&self) -> StoreResult<u64>;
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Newest first.
+    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     /// Commits every record in one durable transaction (group commit) and says, per record,
     /// whether it was new. Either all records are committed or none.

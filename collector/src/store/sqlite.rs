@@ -56,41 +56,25 @@ impl SqliteStore {
         Ok(Self { read, write: Mutex::new(write) })
     }
 
-    async fn ensure_tenant(conn: &mut SqliteConnection, now: UnixMs) -> StoreResult<SiteId> {
+    async fn insert_certificate(
+        conn: &mut SqliteConnection,
+        c: &CertificateRecord,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO customers (id, name, created_at_ms) VALUES (?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO certificates (fingerprint, host_id, key_sha256, not_before_ms, \
+             not_after_ms, issued_at_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(CustomerId::new_random().to_string())
-        .bind(DEFAULT_TENANT)
-        .bind(now)
+        .bind(&c.fingerprint)
+        .bind(c.host_id.to_string())
+        .bind(&c.key_sha256)
+        .bind(c.not_before_ms)
+        .bind(c.not_after_ms)
+        .bind(c.issued_at_ms)
+        .bind(c.reason)
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let customer: String = sqlx::query_scalar("SELECT id FROM customers WHERE name = ?")
-            .bind(DEFAULT_TENANT)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO sites (id, customer_id, name, created_at_ms) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (customer_id, name) DO NOTHING",
-        )
-        .bind(SiteId::new_random().to_string())
-        .bind(&customer)
-        .bind(DEFAULT_TENANT)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        let site: String =
-            sqlx::query_scalar("SELECT id FROM sites WHERE customer_id = ? AND name = ?")
-                .bind(&customer)
-                .bind(DEFAULT_TENANT)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-        parse_id(&site)
+        Ok(())
     }
 
     async fn commit_one(tx: &mut SqliteConnection, r: &ReportRecord) -> StoreResult<CommitOutcome> {
@@ -198,7 +182,8 @@ impl SqliteStore {
 
 const HOST_COLUMNS: &str = "h.id, c.id AS customer_id, c.name AS customer, s.id AS site_id, \
      s.name AS site, h.hostname, h.created_at_ms, h.last_seen_ms, h.interval_seconds, \
-     h.agent_version, h.goodbye_reason, h.goodbye_at_ms \
+     h.agent_version, h.goodbye_reason, h.goodbye_at_ms, h.machine_id, h.revoked_at_ms, \
+     h.replaced_by \
      FROM hosts h JOIN sites s ON s.id = h.site_id JOIN customers c ON c.id = s.customer_id";
 
 fn host_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<HostRow> {
@@ -216,6 +201,50 @@ fn host_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<HostRow> {
         agent_version: row.try_get("agent_version").map_err(get)?,
         goodbye_reason: row.try_get("goodbye_reason").map_err(get)?,
         goodbye_at_ms: row.try_get("goodbye_at_ms").map_err(get)?,
+        machine_id: row.try_get("machine_id").map_err(get)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(get)?,
+        replaced_by: row
+            .try_get::<Option<String>, _>("replaced_by")
+            .map_err(get)?
+            .map(|id| parse_id(&id))
+            .transpose()?,
+    })
+}
+
+const SITE_COLUMNS: &str = "s.id, s.customer_id, c.name AS customer, s.name, s.created_at_ms \
+     FROM sites s JOIN customers c ON c.id = s.customer_id";
+
+fn site_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SiteRow> {
+    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    Ok(SiteRow {
+        id: parse_id(&row.try_get::<String, _>("id").map_err(get)?)?,
+        customer_id: parse_id(&row.try_get::<String, _>("customer_id").map_err(get)?)?,
+        customer: row.try_get("customer").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+    })
+}
+
+const API_TOKEN_COLUMNS: &str = "t.id, t.name, t.role, t.customer_id, c.name AS customer, \
+     t.created_at_ms, t.created_by, t.revoked_at_ms \
+     FROM api_tokens t LEFT JOIN customers c ON c.id = t.customer_id";
+
+fn api_token_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ApiTokenRow> {
+    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let role: String = row.try_get("role").map_err(get)?;
+    Ok(ApiTokenRow {
+        id: row.try_get("id").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        customer_id: row
+            .try_get::<Option<String>, _>("customer_id")
+            .map_err(get)?
+            .map(|id| parse_id(&id))
+            .transpose()?,
+        customer: row.try_get("customer").map_err(get)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+        created_by: row.try_get("created_by").map_err(get)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(get)?,
     })
 }
 
@@ -232,39 +261,6 @@ fn latest_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<LatestReport> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn register_host(
-        &self,
-        key: &str,
-        hostname: &str,
-        now: UnixMs,
-    ) -> StoreResult<(HostId, bool)> {
-        let mut conn = self.write.lock().await;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM hosts WHERE registration_key = ?")
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-        if let Some(id) = existing {
-            return Ok((parse_id(&id)?, false));
-        }
-        let site = Self::ensure_tenant(&mut conn, now).await?;
-        let id = HostId::new_random();
-        sqlx::query(
-            "INSERT INTO hosts (id, site_id, registration_key, hostname, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(site.to_string())
-        .bind(key)
-        .bind(hostname)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        Ok((id, true))
-    }
-
     async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>> {
         let mut conn = self.write.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
@@ -486,6 +482,450 @@ impl Store for SqliteStore {
             .map_err(unavailable)?
             .rows_affected();
         Ok(PruneStats { receipts, rollups })
+    }
+
+    async fn create_customer(&self, name: &str, now: UnixMs) -> StoreResult<CustomerRow> {
+        let mut conn = self.write.lock().await;
+        let id = CustomerId::new_random();
+        let inserted = sqlx::query(
+            "INSERT INTO customers (id, name, created_at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("customer {name:?} exists already")));
+        }
+        Ok(CustomerRow { id, name: name.to_owned(), created_at_ms: now, sites: Vec::new() })
+    }
+
+    async fn create_site(&self, customer: &str, name: &str, now: UnixMs) -> StoreResult<SiteRow> {
+        let Some(c) = self.find_customer(customer).await? else {
+            return Err(StoreError::NotFound(format!("no customer {customer:?}")));
+        };
+        let mut conn = self.write.lock().await;
+        let id = SiteId::new_random();
+        let inserted = sqlx::query(
+            "INSERT INTO sites (id, customer_id, name, created_at_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (customer_id, name) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(c.id.to_string())
+        .bind(name)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "site {name:?} of customer {customer:?} exists already"
+            )));
+        }
+        Ok(SiteRow {
+            id,
+            customer_id: c.id,
+            customer: c.name,
+            name: name.to_owned(),
+            created_at_ms: now,
+        })
+    }
+
+    async fn list_customers(&self) -> StoreResult<Vec<CustomerRow>> {
+        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let rows = sqlx::query("SELECT id, name, created_at_ms FROM customers ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        let mut customers = Vec::with_capacity(rows.len());
+        for row in &rows {
+            customers.push(CustomerRow {
+                id: parse_id(&row.try_get::<String, _>("id").map_err(get)?)?,
+                name: row.try_get("name").map_err(get)?,
+                created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+                sites: Vec::new(),
+            });
+        }
+        let sites = sqlx::query(&format!("SELECT {SITE_COLUMNS} ORDER BY s.name"))
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        for row in &sites {
+            let site = site_row(row)?;
+            if let Some(c) = customers.iter_mut().find(|c| c.id == site.customer_id) {
+                c.sites.push(site);
+            }
+        }
+        Ok(customers)
+    }
+
+    async fn find_site(&self, customer: &str, site: &str) -> StoreResult<Option<SiteRow>> {
+        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} WHERE c.name = ? AND s.name = ?"))
+            .bind(customer)
+            .bind(site)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(site_row).transpose()
+    }
+
+    async fn find_customer(&self, name: &str) -> StoreResult<Option<CustomerRow>> {
+        Ok(self.list_customers().await?.into_iter().find(|c| c.name == name))
+    }
+
+    async fn move_host(&self, host: HostId, site: SiteId) -> StoreResult<()> {
+        let mut conn = self.write.lock().await;
+        let updated = sqlx::query("UPDATE hosts SET site_id = ? WHERE id = ?")
+            .bind(site.to_string())
+            .bind(host.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("no host {host}")));
+        }
+        Ok(())
+    }
+
+    async fn create_enrollment_token(&self, t: &EnrollmentToken) -> StoreResult<()> {
+        let mut conn = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO enrollment_tokens \
+             (id, secret_sha256, site_id, uses_left, expires_at_ms, created_at_ms, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.secret_sha256)
+        .bind(t.site_id.to_string())
+        .bind(i64::from(t.uses))
+        .bind(t.expires_at_ms)
+        .bind(t.created_at_ms)
+        .bind(&t.created_by)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentTokenRow>> {
+        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let rows = sqlx::query(
+            "SELECT t.id, c.name AS customer, s.name AS site, t.uses_left, t.expires_at_ms, \
+             t.created_at_ms, t.created_by FROM enrollment_tokens t \
+             JOIN sites s ON s.id = t.site_id JOIN customers c ON c.id = s.customer_id \
+             ORDER BY t.created_at_ms",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(EnrollmentTokenRow {
+                    id: row.try_get("id").map_err(get)?,
+                    customer: row.try_get("customer").map_err(get)?,
+                    site: row.try_get("site").map_err(get)?,
+                    uses_left: row.try_get::<i64, _>("uses_left").map_err(get)?.max(0) as u32,
+                    expires_at_ms: row.try_get("expires_at_ms").map_err(get)?,
+                    created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+                    created_by: row.try_get("created_by").map_err(get)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn enroll_host(
+        &self,
+        secret_sha256: &str,
+        host: &NewHost,
+        cert: &CertificateRecord,
+        now: UnixMs,
+    ) -> StoreResult<Result<HostRow, TokenRefusal>> {
+        {
+            let mut conn = self.write.lock().await;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+            let token = sqlx::query(
+                "SELECT site_id, uses_left, expires_at_ms FROM enrollment_tokens \
+                 WHERE secret_sha256 = ?",
+            )
+            .bind(secret_sha256)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let Some(token) = token else { return Ok(Err(TokenRefusal::Unknown)) };
+            let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let site: String = token.try_get("site_id").map_err(get)?;
+            if token.try_get::<i64, _>("expires_at_ms").map_err(get)? <= now {
+                return Ok(Err(TokenRefusal::Expired));
+            }
+            // Conditional decrement: two agents racing for the last use cannot both win.
+            let used = sqlx::query(
+                "UPDATE enrollment_tokens SET uses_left = uses_left - 1 \
+                 WHERE secret_sha256 = ? AND uses_left > 0",
+            )
+            .bind(secret_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            if used == 0 {
+                return Ok(Err(TokenRefusal::UsedUp));
+            }
+            sqlx::query(
+                "INSERT INTO hosts (id, site_id, hostname, machine_id, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(host.id.to_string())
+            .bind(&site)
+            .bind(&host.hostname)
+            .bind(&host.machine_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            Self::insert_certificate(&mut tx, cert).await?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        let row = self.get_host(host.id).await?;
+        row.map(Ok).ok_or_else(|| StoreError::Corrupt("enrolled host vanished".into()))
+    }
+
+    async fn certificate(&self, fingerprint: &str) -> StoreResult<Option<CertificateRow>> {
+        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let row = sqlx::query(
+            "SELECT c.fingerprint, c.host_id, c.key_sha256, c.not_after_ms, h.revoked_at_ms \
+             FROM certificates c JOIN hosts h ON h.id = c.host_id WHERE c.fingerprint = ?",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?;
+        row.map(|row| {
+            Ok(CertificateRow {
+                fingerprint: row.try_get("fingerprint").map_err(get)?,
+                host_id: parse_id(&row.try_get::<String, _>("host_id").map_err(get)?)?,
+                key_sha256: row.try_get("key_sha256").map_err(get)?,
+                not_after_ms: row.try_get("not_after_ms").map_err(get)?,
+                host_revoked: row
+                    .try_get::<Option<i64>, _>("revoked_at_ms")
+                    .map_err(get)?
+                    .is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn add_certificate(&self, cert: &CertificateRecord) -> StoreResult<()> {
+        let mut conn = self.write.lock().await;
+        Self::insert_certificate(&mut conn, cert).await
+    }
+
+    async fn revoke_host(&self, host: HostId, now: UnixMs) -> StoreResult<bool> {
+        let mut conn = self.write.lock().await;
+        let exists: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at_ms FROM hosts WHERE id = ?")
+                .bind(host.to_string())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        match exists {
+            None => Err(StoreError::NotFound(format!("no host {host}"))),
+            Some(Some(_)) => Ok(false),
+            Some(None) => {
+                sqlx::query("UPDATE hosts SET revoked_at_ms = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(host.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn revoked_hosts(&self) -> StoreResult<Vec<HostId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM hosts WHERE revoked_at_ms IS NOT NULL")
+                .fetch_all(&self.read)
+                .await
+                .map_err(unavailable)?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    async fn replace_host(&self, old: HostId, new: HostId, now: UnixMs) -> StoreResult<()> {
+        if old == new {
+            return Err(StoreError::Conflict("a host cannot replace itself".into()));
+        }
+        for id in [old, new] {
+            if self.get_host(id).await?.is_none() {
+                return Err(StoreError::NotFound(format!("no host {id}")));
+            }
+        }
+        let (old, new) = (old.to_string(), new.to_string());
+        let mut conn = self.write.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        let statements = [
+            // Receipts and instances: instance UUIDs differ between identities; on the rare
+            // overlap the new host's own row wins.
+            "UPDATE report_receipts SET host_id = $2 WHERE host_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM report_receipts r WHERE r.host_id = $2 \
+              AND r.instance = report_receipts.instance AND r.seq = report_receipts.seq)",
+            "DELETE FROM report_receipts WHERE host_id = $1",
+            "UPDATE agent_instances SET host_id = $2 WHERE host_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM agent_instances a WHERE a.host_id = $2 \
+              AND a.instance = agent_instances.instance)",
+            "DELETE FROM agent_instances WHERE host_id = $1",
+            // Roll-ups of the same bucket merge.
+            "INSERT INTO rollups_5m \
+             (host_id, series, bucket_start_ms, min_value, max_value, sum_value, sample_count) \
+             SELECT $2, series, bucket_start_ms, min_value, max_value, sum_value, sample_count \
+             FROM rollups_5m WHERE host_id = $1 \
+             ON CONFLICT (host_id, series, bucket_start_ms) DO UPDATE SET \
+               min_value = CASE WHEN excluded.min_value < rollups_5m.min_value \
+                                THEN excluded.min_value ELSE rollups_5m.min_value END, \
+               max_value = CASE WHEN excluded.max_value > rollups_5m.max_value \
+                                THEN excluded.max_value ELSE rollups_5m.max_value END, \
+               sum_value = rollups_5m.sum_value + excluded.sum_value, \
+               sample_count = rollups_5m.sample_count + excluded.sample_count",
+            "DELETE FROM rollups_5m WHERE host_id = $1",
+            // The newer host's latest report stays when it has one.
+            "UPDATE latest_reports SET host_id = $2 WHERE host_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM latest_reports l WHERE l.host_id = $2)",
+            "DELETE FROM latest_reports WHERE host_id = $1",
+            "UPDATE host_events SET host_id = $2 WHERE host_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM host_events e WHERE e.host_id = $2 \
+              AND e.kind = host_events.kind AND e.dedupe_key = host_events.dedupe_key)",
+            "DELETE FROM host_events WHERE host_id = $1",
+            "UPDATE hosts SET replaced_by = $2, revoked_at_ms = COALESCE(revoked_at_ms, $3) \
+             WHERE id = $1",
+        ];
+        for sql in statements {
+            sqlx::query(sql)
+                .bind(&old)
+                .bind(&new)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_api_token(&self, t: &ApiTokenRecord) -> StoreResult<()> {
+        let mut conn = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO api_tokens \
+             (id, name, role, customer_id, secret_sha256, created_at_ms, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(t.customer_id.map(|c| c.to_string()))
+        .bind(&t.secret_sha256)
+        .bind(t.created_at_ms)
+        .bind(&t.created_by)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn api_token(&self, secret_sha256: &str) -> StoreResult<Option<ApiTokenRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} WHERE t.secret_sha256 = ? AND t.revoked_at_ms IS NULL"
+        ))
+        .bind(secret_sha256)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(api_token_row).transpose()
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRow>> {
+        let rows = sqlx::query(&format!("SELECT {API_TOKEN_COLUMNS} ORDER BY t.created_at_ms"))
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(api_token_row).collect()
+    }
+
+    async fn revoke_api_token(&self, id: &str, now: UnixMs) -> StoreResult<bool> {
+        let mut conn = self.write.lock().await;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        if known.is_none() {
+            return Err(StoreError::NotFound(format!("no API token {id}")));
+        }
+        let updated = sqlx::query(
+            "UPDATE api_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn count_api_tokens(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        let mut conn = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail, source) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.detail)
+        .bind(&e.source)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, target, detail, source FROM audit_log \
+             ORDER BY at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    at_ms: row.try_get("at_ms").map_err(get)?,
+                    actor: row.try_get("actor").map_err(get)?,
+                    action: row.try_get("action").map_err(get)?,
+                    target: row.try_get("target").map_err(get)?,
+                    detail: row.try_get("detail").map_err(get)?,
+                    source: row.try_get("source").map_err(get)?,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,9 +1,13 @@
-//! `vigil-loadgen`: drives a collector with many simulated agents over the real gRPC protocol and
-//! measures acknowledgement latency (report sent → cumulative Ack received), i.e. the time to a
-//! durable commit. Used for docs/benchmarks.md; loopback targets only.
+//! `vigil-loadgen`: drives a collector with many simulated agents over the real gRPC protocol
+//! and real mutual TLS, and measures acknowledgement latency (report sent → cumulative Ack
+//! received), i.e. the time to a durable commit. Each simulated agent enrols first with its own
+//! key (so give it a token with enough uses, and a collector whose
+//! `enrollment.attempts_per_minute` admits that many). Used for docs/benchmarks.md; loopback
+//! targets only.
 //!
 //! ```text
-//! vigil-loadgen --collector http://127.0.0.1:7700 --agents 100 --rate 1000 --seconds 30
+//! vigil-loadgen --collector https://127.0.0.1:7700 --ca-sha256 HASH --token vge_… \
+//!     --agents 100 --rate 1000 --seconds 30
 //! ```
 
 use std::collections::VecDeque;
@@ -11,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use vigil_e2e::identity::TestIdentity;
 use vigil_proto::v1::{
     AgentMessage, CollectorMessage, CpuData, Filesystem, FilesystemData, Hello, HostFacts,
     MemoryData, NetworkData, NetworkInterface, ProbeResult, Report, agent_message,
@@ -19,33 +24,48 @@ use vigil_proto::v1::{
 
 struct Args {
     collector: String,
+    ca_sha256: String,
+    token: String,
     agents: usize,
     rate: f64,
     seconds: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args =
-        Args { collector: "http://127.0.0.1:7700".into(), agents: 100, rate: 1000.0, seconds: 30 };
+    let mut args = Args {
+        collector: "https://127.0.0.1:7700".into(),
+        ca_sha256: String::new(),
+        token: String::new(),
+        agents: 100,
+        rate: 1000.0,
+        seconds: 30,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--collector" => args.collector = value()?,
+            "--ca-sha256" => args.ca_sha256 = value()?,
+            "--token" => args.token = value()?,
             "--agents" => args.agents = value()?.parse().map_err(|e| format!("--agents: {e}"))?,
             "--rate" => args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--seconds" => {
                 args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
             }
             "--help" | "-h" => {
-                return Err("usage: vigil-loadgen [--collector URL] [--agents N] \
-                            [--rate REPORTS_PER_SECOND] [--seconds N]"
-                    .into());
+                return Err(
+                    "usage: vigil-loadgen --ca-sha256 HASH --token TOKEN [--collector URL] \
+                            [--agents N] [--rate REPORTS_PER_SECOND] [--seconds N]"
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }
     }
-    let host = args.collector.trim_start_matches("http://");
+    if args.ca_sha256.is_empty() || args.token.is_empty() {
+        return Err("--ca-sha256 and --token are required (vigilctl tokens create --uses N)".into());
+    }
+    let host = args.collector.trim_start_matches("https://");
     if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
         return Err("the load generator only targets loopback collectors".into());
     }
@@ -139,11 +159,13 @@ async fn agent(
     interval: Duration,
     stop_at: Instant,
 ) -> Result<Vec<Duration>, String> {
-    let channel = tonic::transport::Endpoint::from_shared(args.collector.clone())
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let hostname = format!("load-{index:05}");
+    let identity =
+        TestIdentity::enroll_at(&args.collector, &args.ca_sha256, &args.token, &hostname)
+            .await
+            .map_err(|e| format!("agent {index}: enrol: {}", e.message()))?;
+    let channel =
+        identity.channel_at(&args.collector).await.map_err(|e| format!("agent {index}: {e}"))?;
     let mut client = IngestClient::new(channel);
     let instance = uuid_like(index);
     let (tx, rx) = mpsc::channel(64);
@@ -152,7 +174,8 @@ async fn agent(
         agent_version: "loadgen".into(),
         interval_seconds: interval.as_secs().max(1) as u32,
         machine_id: format!("loadgen-{index}-{}", std::process::id()),
-        hostname: format!("load-{index:05}"),
+        hostname,
+        host_id: identity.host_id.clone(),
     };
     tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello)) })
         .await

@@ -1,0 +1,190 @@
+//! Client identities for tests that speak gRPC themselves: enrolled through the real
+//! `Enrollment` service like an agent, or forged (expired, not yet valid, from a foreign CA) to
+//! prove the collector refuses them. Forging "expired" certificates needs the collector's CA key,
+//! which a test may read from the collector's data directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tonic::transport::Channel;
+use vigil_proto::v1::EnrollRequest;
+use vigil_proto::v1::enrollment_client::EnrollmentClient;
+use vigil_tls::{ClientIdentity, TlsError};
+
+use crate::Collector;
+
+/// A host identity: its key, its certificate and the HostId the certificate carries.
+#[derive(Debug)]
+pub struct TestIdentity {
+    pub host_id: String,
+    pub key: KeyPair,
+    pub cert: CertificateDer<'static>,
+    /// The CA the client trusts for the collector.
+    pub ca: CertificateDer<'static>,
+}
+
+impl TestIdentity {
+    pub fn client_identity(&self) -> ClientIdentity {
+        ClientIdentity {
+            cert_chain: vec![self.cert.clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der())),
+        }
+    }
+
+    /// Enrols through the real `Enrollment.Enroll` call with `token`, pinning the CA.
+    pub async fn enroll(
+        collector: &Collector,
+        token: &str,
+        hostname: &str,
+    ) -> Result<Self, tonic::Status> {
+        Self::enroll_at(&collector.grpc_url(), &collector.ca_sha256, token, hostname).await
+    }
+
+    /// [`Self::enroll`] with a collector given by URL and CA fingerprint.
+    pub async fn enroll_at(
+        url: &str,
+        ca_sha256: &str,
+        token: &str,
+        hostname: &str,
+    ) -> Result<Self, tonic::Status> {
+        let key = KeyPair::generate().expect("key");
+        let csr = csr(&key);
+        let mut client = EnrollmentClient::new(pinned_channel_at(url, ca_sha256).await);
+        let response = client
+            .enroll(EnrollRequest {
+                token: token.to_owned(),
+                csr_der: csr,
+                hostname: hostname.to_owned(),
+                machine_id: format!("machine-of-{hostname}"),
+                agent_version: "test".into(),
+            })
+            .await?
+            .into_inner();
+        Ok(Self {
+            host_id: response.host_id,
+            key,
+            cert: response.certificate_der.into(),
+            ca: response.ca_certificate_der.into(),
+        })
+    }
+
+    /// An mTLS channel to the collector with this identity.
+    pub async fn channel(&self, collector: &Collector) -> Result<Channel, TlsError> {
+        self.channel_at(&collector.grpc_url()).await
+    }
+
+    pub async fn channel_at(&self, url: &str) -> Result<Channel, TlsError> {
+        let config = vigil_tls::client_config(self.ca.clone(), Some(self.client_identity()))?;
+        vigil_tls::connect_channel(url, Arc::new(config), Duration::from_secs(5)).await
+    }
+}
+
+/// A PKCS#10 CSR for `key`, DER.
+pub fn csr(key: &KeyPair) -> Vec<u8> {
+    CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(key)
+        .expect("csr")
+        .der()
+        .to_vec()
+}
+
+/// The collector's CA certificate, as an agent stores it after enrolment.
+pub fn ca_cert(collector: &Collector) -> CertificateDer<'static> {
+    vigil_tls::pem::read_certs(&collector.data_dir.join("tls/ca.crt")).expect("ca.crt").remove(0)
+}
+
+/// A channel trusting the collector's CA, with or without a client identity.
+pub async fn channel(
+    collector: &Collector,
+    identity: Option<ClientIdentity>,
+) -> Result<Channel, TlsError> {
+    let config = vigil_tls::client_config(ca_cert(collector), identity)?;
+    vigil_tls::connect_channel(&collector.grpc_url(), Arc::new(config), Duration::from_secs(5))
+        .await
+}
+
+/// A channel for enrolment: no client certificate, the CA pinned by its fingerprint.
+pub async fn pinned_channel(collector: &Collector) -> Channel {
+    pinned_channel_at(&collector.grpc_url(), &collector.ca_sha256).await
+}
+
+pub async fn pinned_channel_at(url: &str, ca_sha256: &str) -> Channel {
+    let (config, _) = vigil_tls::pinned_client_config(ca_sha256).expect("pin");
+    vigil_tls::connect_channel(url, Arc::new(config), Duration::from_secs(5))
+        .await
+        .expect("pinned channel")
+}
+
+fn client_params(host_id: &str, not_before: i64, not_after: i64) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, host_id);
+    params.subject_alt_names =
+        vec![SanType::URI(format!("urn:vigil:host:{host_id}").try_into().expect("uri"))];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = time(not_before);
+    params.not_after = time(not_after);
+    params
+}
+
+fn time(unix_seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds).expect("time")
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A client certificate for `host_id` signed by the collector's own CA key, valid from
+/// `from_s` to `until_s` seconds relative to now: expired or not yet valid certificates that
+/// are otherwise perfect.
+pub fn forged_by_collector_ca(
+    collector: &Collector,
+    host_id: &str,
+    from_s: i64,
+    until_s: i64,
+) -> TestIdentity {
+    let ca_key_pem =
+        std::fs::read_to_string(collector.data_dir.join("tls/ca.key")).expect("ca.key");
+    let ca_key = KeyPair::from_pem(&ca_key_pem).expect("ca key");
+    let issuer = Issuer::from_ca_cert_der(&ca_cert(collector), ca_key).expect("issuer");
+    let key = KeyPair::generate().expect("key");
+    let now = now_s();
+    let cert =
+        client_params(host_id, now + from_s, now + until_s).signed_by(&key, &issuer).expect("sign");
+    TestIdentity {
+        host_id: host_id.to_owned(),
+        key,
+        cert: cert.der().clone(),
+        ca: ca_cert(collector),
+    }
+}
+
+/// A valid client certificate for `host_id` from a CA the collector has never seen.
+pub fn from_foreign_ca(collector: &Collector, host_id: &str) -> TestIdentity {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    ca_params.distinguished_name.push(DnType::CommonName, "Foreign CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let now = now_s();
+    let cert = client_params(host_id, now - 60, now + 3600).signed_by(&key, &issuer).expect("sign");
+    TestIdentity {
+        host_id: host_id.to_owned(),
+        key,
+        cert: cert.der().clone(),
+        ca: ca_cert(collector),
+    }
+}
