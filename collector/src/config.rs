@@ -115,11 +115,27 @@ pub struct HttpConfig {
     /// Serve `/metrics` without a token (for a Prometheus without credentials). `/healthz`
     /// and `/readyz` are always open: they say nothing about hosts.
     pub open_metrics: bool,
+    /// Serve HTTPS instead of HTTP. Without `cert`/`key`, the certificate is issued by the
+    /// collector's CA for `localhost`, `127.0.0.1`, `::1` and `grpc.server_names`; clients
+    /// trust `<data_dir>/tls/ca.crt` (`vigilctl --ca-cert`).
+    pub tls: bool,
+    /// Certificate chain (PEM) for HTTPS, e.g. from the vendor's own PKI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7701)), open_metrics: false }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            open_metrics: false,
+            tls: false,
+            cert: None,
+            key: None,
+        }
     }
 }
 
@@ -207,6 +223,13 @@ impl Validate for CollectorConfig {
                     format!("{name:?} is not a DNS name or IP address"),
                 ));
             }
+        }
+        if self.http.cert.is_some() != self.http.key.is_some() {
+            let set = if self.http.cert.is_some() { "http.cert" } else { "http.key" };
+            return Err(FieldError::new(set, "set both http.cert and http.key, or neither"));
+        }
+        if self.http.cert.is_some() && !self.http.tls {
+            return Err(FieldError::new("http.cert", "needs http.tls = true"));
         }
         if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() {
             let (set, missing) = if self.tls.ca_cert.is_some() {

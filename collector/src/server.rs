@@ -126,6 +126,24 @@ pub async fn run(
     }
     let (chain, key) = ca.issue_server(&names, now).context("issuing the server certificate")?;
     let tls_config = Arc::new(tls::server_config(ca.cert().clone(), chain, key)?);
+    let https = if config.http.tls {
+        let (chain, key) = match (&config.http.cert, &config.http.key) {
+            (Some(cert), Some(key)) => {
+                (vigil_tls::pem::read_certs(cert)?, vigil_tls::pem::read_key(key)?)
+            }
+            _ => {
+                let mut names = names.clone();
+                if !http_addr.ip().is_unspecified() && !names.contains(&http_addr.ip().to_string())
+                {
+                    names.push(http_addr.ip().to_string());
+                }
+                ca.issue_server(&names, now).context("issuing the HTTPS certificate")?
+            }
+        };
+        Some(Arc::new(api::https::server_config(chain, key)?))
+    } else {
+        None
+    };
     let ca = Arc::new(ca);
     let bound = Bound { grpc: grpc_addr, http: http_addr, ca_sha256: ca.fingerprint().to_owned() };
     bootstrap_admin(store.as_ref(), &config, now).await?;
@@ -175,10 +193,18 @@ pub async fn run(
             tls::incoming(grpc_listener, tls_config, limits),
             wait(stop_rx.clone()),
         );
-    let http = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait(stop_rx));
+    let http = async {
+        match https {
+            Some(tls) => api::https::serve(http_listener, tls, app, wait(stop_rx)).await,
+            None => {
+                axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(wait(stop_rx))
+                    .await
+            }
+        }
+    };
 
-    tracing::info!(grpc = %bound.grpc, http = %bound.http, "collector ready");
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, https = config.http.tls, "collector ready");
     on_ready(bound.clone());
     let (grpc, http) = tokio::join!(grpc, http);
     grpc.context("gRPC server")?;

@@ -100,6 +100,8 @@ impl Collector {
         config: &str,
         extra: &[&str],
     ) -> Self {
+        // reqwest's TLS support looks for the process-wide rustls provider.
+        vigil_tls::install_crypto_provider();
         let config_text = config;
         let (grpc, http) = ports.unwrap_or((
             "127.0.0.1:0".parse().expect("addr"),
@@ -246,6 +248,21 @@ impl Collector {
             Value::String(text) => text,
             other => other.to_string(),
         }
+    }
+
+    /// The seqs of `instance` that have a receipt on `host`.
+    pub async fn receipt_seqs(
+        &self,
+        host: &str,
+        instance: &str,
+    ) -> std::collections::BTreeSet<u64> {
+        let path = format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000");
+        self.get(&path).await["receipts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["seq"].as_u64())
+            .collect()
     }
 
     pub async fn hosts(&self) -> Vec<Value> {

@@ -46,15 +46,7 @@ async fn renewal_keeps_an_agent_reporting_without_loss() {
     let renewals = log.matches("certificate renewed").count();
     assert!(renewals >= 4, "{renewals} renewals in five lifetimes:\n{log}");
     assert!(!log.contains("renewal failed"), "{log}");
-    let receipts = collector
-        .get(&format!("/api/v1/hosts/{host}/receipts?instance={}&limit=100000", agent.instance()))
-        .await;
-    let seqs: BTreeSet<u64> = receipts["receipts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = collector.receipt_seqs(&host, &agent.instance()).await;
     let expected: BTreeSet<u64> = (1..=agent.last_seq()).collect();
     assert_eq!(seqs, expected, "every report has a receipt");
     let collector_log = collector.proc.log_text();

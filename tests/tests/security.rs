@@ -22,7 +22,7 @@ use vigil_proto::v1::{
 fn hello(who: &str, claim: &str) -> AgentMessage {
     AgentMessage {
         kind: Some(agent_message::Kind::Hello(Hello {
-            agent_instance: format!("00000000-0000-4000-8000-{:012x}", who.len()),
+            agent_instance: "00000000-0000-4000-8000-000000000001".into(),
             agent_version: "test".into(),
             interval_seconds: 10,
             machine_id: who.into(),
@@ -390,4 +390,171 @@ async fn api_roles_and_customers_limit_what_a_token_can_do() {
     for secret in [&viewer, &operator, &acme_staff, &acme_token] {
         assert!(!text.contains(secret.as_str()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_ca_and_revocation_reaches_every_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Two collector processes over one store and one CA: what replicas are.
+    let a = Collector::start(&data, None, &[]);
+    let b = Collector::start(&data, None, &[]);
+    assert_eq!(a.ca_sha256, b.ca_sha256, "replicas present the same CA");
+
+    // A token made on A enrols through B.
+    let token = a.enrollment_token("acme", "main", 1, "1h").await;
+    let host = TestIdentity::enroll(&b, &token, "srv01").await.unwrap();
+
+    // A stream open on B is cut when A revokes the host.
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(hello("srv01", &host.host_id)).await.unwrap();
+    let channel = host.channel(&b).await.unwrap();
+    let mut inbound =
+        IngestClient::new(channel).report(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(inbound.message().await.unwrap().is_some(), "welcome from B");
+    let out = a.vigilctl(&["hosts", "revoke", &host.host_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ended = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await;
+    let err = ended.expect("B must end the stream within 5 s").unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_move_and_replace_keep_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("data"), None, &[]);
+    let token = collector.enrollment_token("acme", "main", 2, "1h").await;
+    let old = TestIdentity::enroll(&collector, &token, "srv01").await.unwrap();
+    let (acked, _) = {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(hello("srv01", &old.host_id)).await.unwrap();
+        tx.send(report(1)).await.unwrap();
+        let channel = old.channel(&collector).await.unwrap();
+        let mut inbound =
+            IngestClient::new(channel).report(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        inbound.message().await.unwrap();
+        let ack = inbound.message().await.unwrap();
+        drop(tx);
+        (ack, ())
+    };
+    assert!(matches!(
+        acked,
+        Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(_)) })
+    ));
+
+    // Move to another customer without re-enrolling.
+    collector.post("/api/v1/customers", json!({ "name": "globex" })).await;
+    collector.post("/api/v1/customers/globex/sites", json!({ "name": "hq" })).await;
+    let out = collector.vigilctl(&[
+        "hosts",
+        "move",
+        &old.host_id,
+        "--customer",
+        "globex",
+        "--site",
+        "hq",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let detail = collector.get(&format!("/api/v1/hosts/{}", old.host_id)).await;
+    assert_eq!(
+        (detail["customer"].as_str(), detail["site"].as_str()),
+        (Some("globex"), Some("hq"))
+    );
+    let answer =
+        try_report(old.channel(&collector).await.unwrap(), hello("srv01", &old.host_id)).await;
+    assert!(answer.is_ok(), "the moved host still reports with its certificate: {answer:?}");
+
+    // The machine is re-installed and enrols anew; its history moves to the new identity.
+    let new = TestIdentity::enroll(&collector, &token, "srv01").await.unwrap();
+    let out = collector.vigilctl(&["hosts", "replace", &old.host_id, &new.host_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let receipts = collector.get(&format!("/api/v1/hosts/{}/receipts", new.host_id)).await;
+    assert_eq!(receipts["receipts"].as_array().unwrap().len(), 1, "{receipts}");
+    let old_detail = collector.get(&format!("/api/v1/hosts/{}", old.host_id)).await;
+    assert_eq!(old_detail["status"], "revoked");
+    assert_eq!(old_detail["replaced_by"], new.host_id.as_str());
+    let err = try_report(old.channel(&collector).await.unwrap(), hello("srv01", &old.host_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let audit = collector.vigilctl(&["audit"]);
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(text.contains("host.move") && text.contains("host.replace"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_can_be_served_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let collector = Collector::start_with_config(&data, None, "[http]\ntls = true\n", &[]);
+    let https = format!("https://{}", collector.http);
+    let ca = data.join("tls/ca.crt").to_string_lossy().into_owned();
+    let token_file = data.join("admin.token").to_string_lossy().into_owned();
+    let ok = vigil_e2e::run(
+        "vigilctl",
+        &["--server", &https, "--ca-cert", &ca, "--token-file", &token_file, "whoami"],
+    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "bootstrap-admin (admin)\n");
+    // Without the CA: a clear usage error, exit 2.
+    let no_ca =
+        vigil_e2e::run("vigilctl", &["--server", &https, "--token-file", &token_file, "whoami"]);
+    assert_eq!(no_ca.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("--ca-cert"));
+    // Plain HTTP gets nothing from an HTTPS listener.
+    let plain = vigil_e2e::run(
+        "vigilctl",
+        &["--server", &collector.http_url(), "--token-file", &token_file, "whoami"],
+    );
+    assert_eq!(plain.status.code(), Some(1), "{}", String::from_utf8_lossy(&plain.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_renews_within_the_grace_period_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[tls]\nclient_cert_lifetime = \"10s\"\nrenewal_grace = \"5s\"\n";
+    let collector = Collector::start_with_config(&tmp.path().join("data"), None, config, &[]);
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let host = TestIdentity::enroll(&collector, &token, "srv01").await.unwrap();
+    let renew = async |cert: &[u8]| {
+        let mut enrollment = vigil_proto::v1::enrollment_client::EnrollmentClient::new(
+            identity::pinned_channel(&collector).await,
+        );
+        enrollment
+            .renew(vigil_proto::v1::RenewRequest {
+                certificate_der: cert.to_vec(),
+                csr_der: identity::csr(&host.key),
+            })
+            .await
+    };
+
+    // Off for a while: the certificate expired 1 s ago; it no longer opens a stream...
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let expired_refused = match host.channel(&collector).await {
+        Err(_) => true,
+        Ok(channel) => try_report(channel, hello("srv01", &host.host_id)).await.is_err(),
+    };
+    assert!(expired_refused, "an expired certificate must not report");
+    // ...but renews with the old key within the grace period.
+    let renewed = renew(&host.cert).await.expect("renewal within grace").into_inner();
+    let fresh = TestIdentity { cert: renewed.certificate_der.clone().into(), ..host };
+    let answer =
+        try_report(fresh.channel(&collector).await.unwrap(), hello("srv01", &fresh.host_id)).await;
+    assert!(answer.is_ok(), "{answer:?}");
+
+    // Off for longer than lifetime + grace: a new token is needed.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let mut enrollment = vigil_proto::v1::enrollment_client::EnrollmentClient::new(
+        identity::pinned_channel(&collector).await,
+    );
+    let err = enrollment
+        .renew(vigil_proto::v1::RenewRequest {
+            certificate_der: renewed.certificate_der,
+            csr_der: identity::csr(&fresh.key),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("grace period is over"), "{err:?}");
 }

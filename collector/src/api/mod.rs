@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod hosts;
+pub mod https;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,6 +26,10 @@ struct Cli {
     /// File holding the API token, e.g. <data_dir>/admin.token.
     #[arg(long, env = "VIGIL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https:// server: the collector's
+    /// <data_dir>/tls/ca.crt, or the CA of its http.cert.
+    #[arg(long, env = "VIGIL_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
     /// Print the API's JSON instead of a table (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -180,7 +184,7 @@ fn ms(v: &Value) -> String {
 }
 
 async fn run(cli: Cli) -> Result<String, CtlError> {
-    let client = Client::with_token(&cli.server, token(&cli)?)?;
+    let client = Client::with_token(&cli.server, token(&cli)?, cli.ca_cert.as_deref())?;
     let out = |value: Value, render: &dyn Fn(&Value) -> String| {
         if cli.json { format!("{value:#}\n") } else { render(&value) }
     };

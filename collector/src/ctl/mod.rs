@@ -40,14 +40,44 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client that sends `token` as `Authorization: Bearer`.
-    pub fn with_token(server: &str, token: Option<String>) -> Result<Self, CtlError> {
+    /// A client that sends `token` as `Authorization: Bearer` and, for an `https://` server,
+    /// trusts `ca_cert` (PEM; the collector's `<data_dir>/tls/ca.crt`) and nothing else.
+    pub fn with_token(
+        server: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, CtlError> {
         let mut client = Self::new(server)?;
         client.token = token;
+        if client.base.starts_with("https://") {
+            let Some(path) = ca_cert else {
+                return Err(CtlError::Usage(format!(
+                    "--server {server} is HTTPS: pass --ca-cert with the collector's CA \
+                     certificate (<data_dir>/tls/ca.crt) or the CA that issued http.cert"
+                )));
+            };
+            let ca = vigil_tls::pem::read_certs(path)
+                .map_err(|e| CtlError::Usage(format!("--ca-cert: {e}")))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    CtlError::Usage(format!("--ca-cert {}: no certificate", path.display()))
+                })?;
+            let mut tls = vigil_tls::client_config(ca, None)
+                .map_err(|e| CtlError::Usage(format!("--ca-cert: {e}")))?;
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            client.http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .use_preconfigured_tls(tls)
+                .build()
+                .map_err(|source| CtlError::Unreachable { url: client.base.clone(), source })?;
+        }
         Ok(client)
     }
 
     pub fn new(server: &str) -> Result<Self, CtlError> {
+        // reqwest's TLS support looks up the process-wide rustls provider even for http://.
+        vigil_tls::install_crypto_provider();
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(CtlError::Usage(format!(

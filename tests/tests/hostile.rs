@@ -1,0 +1,216 @@
+//! Nothing a network peer sends can crash the collector or make it lie: a stream of random bytes
+//! on its gRPC port, a flood of oversized messages, 2 000 idle connections and a host sending
+//! live reports too fast are all refused with a precise answer, memory stays bounded, and a
+//! well-behaved agent keeps reporting throughout without losing a report.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use vigil_e2e::identity::TestIdentity;
+use vigil_e2e::{Agent, Collector, first_reported_host};
+use vigil_proto::v1::{
+    AgentMessage, CollectorMessage, Hello, HostFacts, Report, agent_message, collector_message,
+    ingest_client::IngestClient,
+};
+
+const INSTANCE: &str = "6f1c1c8e-7c55-4f0e-9d7c-3f7a6a1b2c3d";
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn hello(who: &TestIdentity) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::Hello(Hello {
+            agent_instance: INSTANCE.into(),
+            agent_version: "test".into(),
+            interval_seconds: 10,
+            machine_id: "hostile".into(),
+            hostname: "hostile".into(),
+            host_id: who.host_id.clone(),
+        })),
+    }
+}
+
+fn report(seq: u64, replayed: bool, padding: usize) -> AgentMessage {
+    let facts =
+        (padding > 0).then(|| HostFacts { os_name: "x".repeat(padding), ..Default::default() });
+    AgentMessage {
+        kind: Some(agent_message::Kind::Report(Report {
+            agent_instance: INSTANCE.into(),
+            seq,
+            collected_at_unix_ms: 1,
+            facts,
+            replayed,
+            ..Default::default()
+        })),
+    }
+}
+
+/// Opens a stream as `who`, sends `messages`, and returns the acknowledged seqs and the final
+/// error, if any.
+async fn stream(
+    collector: &Collector,
+    who: &TestIdentity,
+    messages: Vec<AgentMessage>,
+) -> (Vec<u64>, Option<tonic::Status>) {
+    let channel = who.channel(collector).await.unwrap();
+    let mut client = IngestClient::new(channel).max_encoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel(messages.len() + 1);
+    tx.send(hello(who)).await.unwrap();
+    for m in messages {
+        tx.send(m).await.unwrap();
+    }
+    drop(tx);
+    let mut inbound = match client.report(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Vec::new(), Some(status)),
+    };
+    let mut acked = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
+            Ok(Ok(Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(ack)) }))) => {
+                acked.push(ack.seq)
+            }
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => return (acked, None),
+            Ok(Err(status)) => return (acked, Some(status)),
+            Err(_) => panic!("no answer within 30 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_survives_hostile_peers_and_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[grpc]\nhandshake_timeout = \"2s\"\n[ingest]\nlive_reports_per_minute = 30\n";
+    let collector = Collector::start_with_config(&tmp.path().join("data"), None, config, &[]);
+    let pid = collector.proc.child.id();
+    let mut agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
+    let good = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let good = good["id"].as_str().unwrap().to_owned();
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let hostile = TestIdentity::enroll(&collector, &token, "hostile").await.unwrap();
+    let rss_before = rss_kib(pid);
+
+    // 2 000 connections that never say anything: held, then dropped by the handshake timeout.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(collector.grpc).await.unwrap());
+    }
+
+    // Random bytes: 200 connections, 64 KiB of noise each.
+    let mut noise = vec![0u8; 64 * 1024];
+    for _ in 0..200 {
+        rand::rng().fill_bytes(&mut noise);
+        if let Ok(mut s) = TcpStream::connect(collector.grpc).await {
+            let _ = s.write_all(&noise).await;
+        }
+    }
+
+    // A flood of oversized messages (8 MiB against the 1 MiB limit), each refused precisely.
+    for _ in 0..20 {
+        let (acked, err) = stream(&collector, &hostile, vec![report(1, false, 8 << 20)]).await;
+        assert!(acked.is_empty());
+        let err = err.expect("refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("limit"), "{err:?}");
+    }
+
+    // Live reports too fast: the burst (30) is acknowledged, then RESOURCE_EXHAUSTED.
+    let live: Vec<_> = (1..=40).map(|seq| report(seq, false, 0)).collect();
+    let (acked, err) = stream(&collector, &hostile, live).await;
+    assert_eq!(acked.last().copied(), Some(30), "{acked:?}");
+    let err = err.expect("rate limited");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // A backlog being replayed is paced, not refused: 200 replays all get through.
+    let replay: Vec<_> = (31..=230).map(|seq| report(seq, true, 0)).collect();
+    let (acked, err) = stream(&collector, &hostile, replay).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(acked.last().copied(), Some(230));
+
+    // The idle connections were cut by the handshake timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut closed = 0;
+    for mut s in idle.drain(..) {
+        let mut buf = [0u8; 1];
+        if matches!(
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+            )
+            .await,
+            Ok(Ok(0)) | Ok(Err(_))
+        ) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2000, "idle connections must be dropped after grpc.handshake_timeout");
+
+    // Memory stayed bounded (the 8 MiB messages were refused, not buffered twenty times).
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after < rss_before + 96 * 1024,
+        "collector RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // The well-behaved agent was served throughout: it is up and lost nothing.
+    collector
+        .wait_for("the agent's spool to drain", Duration::from_secs(30), async |_| {
+            (agent.spooled() == 0).then_some(())
+        })
+        .await;
+    assert!(agent.proc.terminate().success());
+    let seqs = collector.receipt_seqs(&good, &agent.instance()).await;
+    assert_eq!(seqs, (1..=agent.last_seq()).collect::<BTreeSet<u64>>());
+    assert!(agent.last_seq() >= 5, "the agent kept reporting during the attack");
+    let metrics = collector.get_text("/metrics").await;
+    assert!(
+        metrics.contains("vigil_ingest_reports_rejected_total{reason=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_ingest_reports_rejected_total{reason=\"too_large\"} 20"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[grpc]\nmax_connections = 50\nhandshake_timeout = \"30s\"\n";
+    let collector = Collector::start_with_config(&tmp.path().join("data"), None, config, &[]);
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(TcpStream::connect(collector.grpc).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The 51st is accepted by the kernel and closed by the collector at once.
+    let mut extra = TcpStream::connect(collector.grpc).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut extra, &mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let metrics = collector.get_text("/metrics").await;
+    assert!(metrics.contains("vigil_grpc_connections_refused_total 1"), "{metrics}");
+    // Freeing slots lets new connections in again: enrolment works.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    TestIdentity::enroll(&collector, &token, "after").await.unwrap();
+}
