@@ -6,7 +6,12 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["vigil/v1/report.proto", "vigil/v1/enrollment.proto"];
+const PROTOS: &[&str] = &[
+    "vigil/v1/report.proto",
+    "vigil/v1/enrollment.proto",
+    "vigil/v1/hardware.proto",
+    "vigil/v1/services.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

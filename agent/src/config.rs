@@ -28,6 +28,40 @@ pub struct AgentConfig {
     pub probe_timeout: Duration,
     pub spool: SpoolConfig,
     pub backoff: BackoffConfig,
+    pub probes: ProbesConfig,
+}
+
+/// Settings of the probes that run external tools or keep their own schedule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct ProbesConfig {
+    pub smart: SmartConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct SmartConfig {
+    /// Run the SMART probe at all.
+    pub enabled: bool,
+    /// The smartctl binary (an absolute path; it is run directly, never through a shell).
+    pub smartctl: PathBuf,
+    /// Time between two SMART readings; between them, reports carry the last one.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Longest one smartctl call may run before it is killed.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for SmartConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            smartctl: PathBuf::from("/usr/sbin/smartctl"),
+            interval: Duration::from_secs(30 * 60),
+            timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -40,6 +74,7 @@ impl Default for AgentConfig {
             probe_timeout: Duration::from_secs(5),
             spool: SpoolConfig::default(),
             backoff: BackoffConfig::default(),
+            probes: ProbesConfig::default(),
         }
     }
 }
@@ -77,6 +112,19 @@ impl Default for BackoffConfig {
 
 impl Validate for AgentConfig {
     fn validate(&self) -> Result<(), FieldError> {
+        let smart = &self.probes.smart;
+        if !smart.smartctl.is_absolute() {
+            return Err(FieldError::new(
+                "probes.smart.smartctl",
+                format!("{} is not an absolute path", smart.smartctl.display()),
+            ));
+        }
+        if smart.interval < Duration::from_secs(60) {
+            return Err(FieldError::new("probes.smart.interval", "must be at least 1m"));
+        }
+        if smart.timeout.is_zero() || smart.timeout > Duration::from_secs(300) {
+            return Err(FieldError::new("probes.smart.timeout", "must be between 1ms and 5m"));
+        }
         let uri: Result<tonic::transport::Uri, _> = self.collector.parse();
         match uri {
             Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}

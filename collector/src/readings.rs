@@ -49,7 +49,17 @@ pub fn summary(report: &Report) -> Summary {
                     sensors.temperatures.iter().map(|t| t.celsius).reduce(f64::max);
             }
             Some(Data::Uptime(u)) => s.uptime_seconds = Some(u.uptime_seconds),
-            Some(Data::Network(_)) | None => {}
+            Some(
+                Data::Network(_)
+                | Data::Smart(_)
+                | Data::Ipmi(_)
+                | Data::Raid(_)
+                | Data::Ecc(_)
+                | Data::DiskIo(_)
+                | Data::Clock(_)
+                | Data::Services(_),
+            )
+            | None => {}
         }
     }
     s
@@ -95,7 +105,18 @@ pub fn series(report: &Report) -> Vec<(String, f64)> {
                     out.push((format!("temperature.celsius:{}", t.name), t.celsius));
                 }
             }
-            Some(Data::Network(_)) | Some(Data::Uptime(_)) | None => {}
+            Some(
+                Data::Network(_)
+                | Data::Uptime(_)
+                | Data::Smart(_)
+                | Data::Ipmi(_)
+                | Data::Raid(_)
+                | Data::Ecc(_)
+                | Data::DiskIo(_)
+                | Data::Clock(_)
+                | Data::Services(_),
+            )
+            | None => {}
         }
     }
     out

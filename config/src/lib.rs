@@ -458,20 +458,26 @@ pub mod golden {
         assert_eq!(loaded, T::default());
     }
 
-    /// Panics unless every key of `example` (a TOML document) has a `` | `key` | `` row in `doc`.
+    /// Panics unless every leaf key of `example` (a TOML document) has a `` | `key` | `` row in
+    /// `doc`, with nested tables joined by dots (`probes.smart.interval`).
     pub fn assert_keys_documented(example: &str, doc: &str) {
-        let example: toml::Table = toml::from_str(example).unwrap();
-        for (key, value) in &example {
-            let keys: Vec<String> = match value.as_table() {
-                Some(table) => table.keys().map(|k| format!("{key}.{k}")).collect(),
-                None => vec![key.clone()],
-            };
-            for key in keys {
-                assert!(
-                    doc.contains(&format!("| `{key}` |")),
-                    "{key} missing from docs/configuration.md"
-                );
+        fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+            for (key, value) in table {
+                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match value.as_table() {
+                    Some(inner) => leaves(&key, inner, out),
+                    None => out.push(key),
+                }
             }
+        }
+        let example: toml::Table = toml::from_str(example).unwrap();
+        let mut keys = Vec::new();
+        leaves("", &example, &mut keys);
+        for key in keys {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "{key} missing from docs/configuration.md"
+            );
         }
     }
 }

@@ -54,6 +54,7 @@ pub(crate) fn memory_data(meminfo: &BTreeMap<String, u64>) -> Result<MemoryData,
         swap_free_bytes: bytes("SwapFree").unwrap_or(0),
         pressure_some_avg60: None,
         pressure_full_avg60: None,
+        oom_kills: None,
     })
 }
 

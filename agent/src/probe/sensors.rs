@@ -52,7 +52,7 @@ impl Probe for Sensors {
         for dir in numbered_entries(&thermal, "thermal_zone") {
             temperatures.extend(thermal_zone(root, &dir));
         }
-        Ok(probe_result::Data::Sensors(SensorData { temperatures }))
+        Ok(probe_result::Data::Sensors(SensorData { temperatures, ..Default::default() }))
     }
 }
 
@@ -125,6 +125,7 @@ fn hwmon_temperatures(root: &HostRoot, dir: &Path) -> Vec<TemperatureSensor> {
                 celsius,
                 high_celsius: threshold(&file("max")),
                 critical_celsius: threshold(&file("crit")),
+                ..Default::default()
             })
         })
         .collect()
@@ -143,6 +144,7 @@ fn thermal_zone(root: &HostRoot, dir: &Path) -> Option<TemperatureSensor> {
         celsius,
         high_celsius: None,
         critical_celsius: None,
+        ..Default::default()
     })
 }
 

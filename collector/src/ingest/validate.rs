@@ -164,7 +164,11 @@ fn shape(r: &Report, limits: &ReportLimits) -> Result<(), InvalidInput> {
         check(&|| format!("probe {:?} message", p.probe), &p.message)?;
         let mut strings: Vec<&str> = Vec::new();
         let count = match &p.data {
-            None | Some(Data::Cpu(_)) | Some(Data::Memory(_)) | Some(Data::Uptime(_)) => 0,
+            None
+            | Some(Data::Cpu(_))
+            | Some(Data::Memory(_))
+            | Some(Data::Uptime(_))
+            | Some(Data::Clock(_)) => 0,
             Some(Data::Filesystem(d)) => {
                 for fs in &d.filesystems {
                     strings.extend([&*fs.mount_point, &fs.device, &fs.fs_type, &fs.error]);
@@ -181,7 +185,93 @@ fn shape(r: &Report, limits: &ReportLimits) -> Result<(), InvalidInput> {
                 for t in &d.temperatures {
                     strings.extend([&*t.name, &t.source]);
                 }
+                for f in &d.fans {
+                    strings.extend([&*f.name, &f.source]);
+                }
+                for v in &d.voltages {
+                    strings.extend([&*v.name, &v.source]);
+                }
+                for w in &d.power {
+                    strings.extend([&*w.name, &w.source]);
+                }
+                for i in &d.intrusions {
+                    strings.extend([&*i.name, &i.source]);
+                }
+                for i in &d.implausible {
+                    strings.extend([&*i.name, &i.source, &i.kind, &i.reason]);
+                }
                 d.temperatures.len()
+                    + d.fans.len()
+                    + d.voltages.len()
+                    + d.power.len()
+                    + d.intrusions.len()
+                    + d.implausible.len()
+            }
+            Some(Data::Smart(d)) => {
+                for dev in &d.devices {
+                    strings.extend([
+                        &*dev.name,
+                        &dev.device_type,
+                        &dev.protocol,
+                        &dev.model,
+                        &dev.serial,
+                        &dev.firmware,
+                        &dev.error,
+                    ]);
+                }
+                d.devices.len()
+            }
+            Some(Data::Ipmi(d)) => {
+                for s in &d.sensors {
+                    strings.extend([
+                        &*s.name,
+                        &s.sensor_type,
+                        &s.status,
+                        &s.unit,
+                        &s.text,
+                        &s.entity,
+                    ]);
+                }
+                for e in &d.events {
+                    strings.extend([&*e.timestamp, &e.sensor, &e.description, &e.direction]);
+                }
+                d.sensors.len() + d.events.len()
+            }
+            Some(Data::Raid(d)) => {
+                for a in &d.arrays {
+                    strings.extend([&*a.name, &a.level, &a.state, &a.array_state, &a.sync_action]);
+                    strings.extend(a.members.iter().map(|m| m.device.as_str()));
+                }
+                d.arrays.len() + d.arrays.iter().map(|a| a.members.len()).sum::<usize>()
+            }
+            Some(Data::Ecc(d)) => {
+                for c in &d.controllers {
+                    strings.push(&c.name);
+                    for dimm in &c.dimms {
+                        strings.extend([&*dimm.label, &dimm.location]);
+                    }
+                }
+                d.controllers.len() + d.controllers.iter().map(|c| c.dimms.len()).sum::<usize>()
+            }
+            Some(Data::DiskIo(d)) => {
+                strings.extend(d.disks.iter().map(|disk| disk.name.as_str()));
+                d.disks.len()
+            }
+            Some(Data::Services(d)) => {
+                strings.push(&d.systemd_message);
+                for u in &d.units {
+                    strings.extend([&*u.name, &u.active_state, &u.sub_state, &u.load_state]);
+                }
+                for p in &d.processes {
+                    strings.extend([&*p.name, &p.pattern]);
+                }
+                for p in &d.ports {
+                    strings.extend([&*p.name, &p.host, &p.error]);
+                }
+                for h in &d.http {
+                    strings.extend([&*h.name, &h.url, &h.error]);
+                }
+                d.units.len() + d.processes.len() + d.ports.len() + d.http.len()
             }
         };
         if count > limits.max_readings_per_probe {
