@@ -140,6 +140,26 @@ pub fn parse_pressure(text: &str, kind: &str, field: &str) -> Option<f64> {
         .and_then(|(_, value)| value.parse().ok())
 }
 
+/// The directories `<prefix>N` in `dir` with their numbers, in numeric order (`hwmon2` before
+/// `hwmon10`). Symlinks are followed, as every entry of a sysfs class directory is one; anything
+/// that is not a directory, or whose suffix is not a number, is skipped. A missing `dir` is an
+/// empty list.
+pub(crate) fn numbered_dirs(dir: &Path, prefix: &str) -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut numbered: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let number = entry.file_name().to_str()?.strip_prefix(prefix)?.parse().ok()?;
+            let path = entry.path();
+            path.is_dir().then_some((number, path))
+        })
+        .collect();
+    numbered.sort();
+    numbered
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

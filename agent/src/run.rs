@@ -24,7 +24,7 @@ use vigil_proto::v1::{
 };
 
 use crate::backoff::Backoff;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, ProbesConfig};
 use crate::enroll::{self, EnrollError, min_delay_after_renewal, renewal_delay, rfc3339};
 use crate::identity::{IdentityMeta, TlsPaths};
 use crate::probe::ProbeSet;
@@ -55,8 +55,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(root: HostRoot, probe_timeout: Duration) -> Self {
-        Self { probes: ProbeSet::new(root.clone(), probe_timeout), root, facts: None }
+    pub fn new(root: HostRoot, probe_timeout: Duration, probes: &ProbesConfig) -> Self {
+        Self { probes: ProbeSet::new(root.clone(), probe_timeout, probes), root, facts: None }
     }
 
     async fn facts(&mut self) -> HostFacts {
@@ -123,7 +123,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     paths.client_config(&meta)?;
     let mut spool = Spool::open(&config.state_dir, config.spool.max_reports)?;
     let mut state = AgentState::open(&config.state_dir, spool.max_seq())?;
-    let mut collector = Collector::new(root.clone(), config.probe_timeout);
+    let mut collector = Collector::new(root.clone(), config.probe_timeout, &config.probes);
     let first_facts = collector.facts().await;
     let machine_id = match first_facts.machine_id.trim() {
         "" => state.fallback_machine_id()?,

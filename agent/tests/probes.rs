@@ -42,7 +42,8 @@ fn normalise(mut facts: vigil_proto::v1::HostFacts, mut probes: Vec<ProbeResult>
 fn fixture_report(tree: &str) -> Report {
     let root = fixture_root(tree);
     let facts = facts::collect(&root, AGENT_VERSION);
-    let probes = ProbeSet::new(root, Duration::from_secs(10)).run_all_blocking();
+    let probes =
+        ProbeSet::new(root, Duration::from_secs(10), &Default::default()).run_all_blocking();
     normalise(facts, probes)
 }
 
@@ -91,7 +92,8 @@ async fn async_runner_matches_blocking_runner() {
     for tree in TREES {
         let root = fixture_root(tree);
         let facts = facts::collect(&root, AGENT_VERSION);
-        let probes = ProbeSet::new(root, Duration::from_secs(10)).run_all().await;
+        let probes =
+            ProbeSet::new(root, Duration::from_secs(10), &Default::default()).run_all().await;
         assert_eq!(normalise(facts, probes), fixture_report(tree), "{tree}");
     }
 }
@@ -121,10 +123,22 @@ async fn live_host_is_plausible() {
     assert!(!facts.hostname.is_empty(), "{facts:?}");
     assert!(facts.boot_time_unix_ms > 0, "{facts:?}");
 
-    let results = ProbeSet::new(root, Duration::from_secs(30)).run_all().await;
+    let results = ProbeSet::new(root, Duration::from_secs(30), &Default::default()).run_all().await;
     assert_eq!(
         results.iter().map(|r| r.probe.as_str()).collect::<Vec<_>>(),
-        ["cpu", "memory", "filesystem", "network", "sensors", "uptime"]
+        [
+            "cpu",
+            "memory",
+            "filesystem",
+            "network",
+            "sensors",
+            "uptime",
+            "disk_io",
+            "raid",
+            "ecc",
+            "clock",
+            "smart"
+        ]
     );
 
     let cpu = probe(&results, "cpu");

@@ -13,11 +13,16 @@
 //! state it keeps between runs, goes back into the slot. At most one call per probe is ever in
 //! flight, so a stuck source costs one thread, not one per cycle.
 
+pub(crate) mod clock;
 pub(crate) mod cpu;
+pub(crate) mod diskio;
+pub(crate) mod ecc;
 pub(crate) mod filesystem;
 pub(crate) mod memory;
 pub(crate) mod network;
-pub(crate) mod sensors;
+pub mod raid;
+pub mod sensors;
+pub mod smart;
 pub(crate) mod uptime;
 
 use std::panic::AssertUnwindSafe;
@@ -26,14 +31,20 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use vigil_proto::v1::{ProbeResult, probe_result};
 
+use crate::config::ProbesConfig;
 use crate::read::ReadError;
 use crate::root::HostRoot;
 
+pub use clock::Clock;
 pub use cpu::Cpu;
+pub use diskio::DiskIo;
+pub use ecc::Ecc;
 pub use filesystem::Filesystem;
 pub use memory::Memory;
 pub use network::Network;
+pub use raid::Raid;
 pub use sensors::Sensors;
+pub use smart::Smart;
 pub use uptime::Uptime;
 
 /// One source of host state. `collect` runs on a blocking thread and may block on I/O.
@@ -43,6 +54,11 @@ pub trait Probe: Send {
     /// Reads the source once. State kept in `self` (the previous CPU sample) survives
     /// between calls.
     fn collect(&mut self, root: &HostRoot) -> Result<probe_result::Data, ProbeError>;
+    /// How long the next `collect` may take, when it needs longer than the agent's
+    /// `probe_timeout` (a SMART run calling smartctl once per disk). Never shorter.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Why a probe has no (complete) data.
@@ -69,18 +85,23 @@ impl ProbeError {
     }
 }
 
-/// Makes a fresh probe. A list of constructors rather than of probes, so a probe that
-/// panicked can be replaced by a new one.
-pub type NewProbe = fn() -> Box<dyn Probe>;
+/// Makes a fresh probe from the probes' config. A list of constructors rather than of probes,
+/// so a probe that panicked can be replaced by a new one.
+pub type NewProbe = fn(&ProbesConfig) -> Box<dyn Probe>;
 
 /// Every probe, in report order. Adding a probe is one file and one line here.
 pub const PROBES: &[NewProbe] = &[
-    || Box::new(Cpu::default()),
-    || Box::new(Memory),
-    || Box::new(Filesystem),
-    || Box::new(Network),
-    || Box::new(Sensors),
-    || Box::new(Uptime),
+    |_| Box::new(Cpu::default()),
+    |_| Box::new(Memory),
+    |_| Box::new(Filesystem),
+    |_| Box::new(Network),
+    |_| Box::new(Sensors),
+    |_| Box::new(Uptime),
+    |_| Box::new(DiskIo::default()),
+    |_| Box::new(Raid),
+    |_| Box::new(Ecc),
+    |_| Box::new(Clock::default()),
+    |c| Box::new(Smart::new(c.smart.clone())),
 ];
 
 /// What one run of one probe ended with, before it becomes a [`ProbeResult`].
@@ -105,6 +126,7 @@ enum State {
 struct Slot {
     name: &'static str,
     new: NewProbe,
+    config: std::sync::Arc<ProbesConfig>,
     state: State,
 }
 
@@ -114,7 +136,7 @@ impl Slot {
     fn take_idle(&mut self) -> Option<Box<dyn Probe>> {
         match std::mem::replace(&mut self.state, State::Away) {
             State::Idle(probe) => Some(probe),
-            State::Away => Some((self.new)()),
+            State::Away => Some((self.new)(&self.config)),
             running @ State::Running { .. } => {
                 self.state = running;
                 None
@@ -125,7 +147,7 @@ impl Slot {
     /// A fresh probe in place of one that panicked.
     fn replace(&mut self, reason: &str) {
         tracing::warn!(probe = self.name, %reason, "probe panicked; replaced by a new one");
-        self.state = State::Idle((self.new)());
+        self.state = State::Idle((self.new)(&self.config));
     }
 }
 
@@ -147,17 +169,29 @@ impl std::fmt::Debug for ProbeSet {
 }
 
 impl ProbeSet {
-    /// All probes of [`PROBES`] reading `root`, each bounded by `timeout` in [`Self::run_all`].
-    pub fn new(root: HostRoot, timeout: Duration) -> Self {
-        Self::with_probes(root, timeout, PROBES)
+    /// All probes of [`PROBES`] reading `root`, each bounded by `timeout` in [`Self::run_all`]
+    /// (or by its own longer [`Probe::timeout`]).
+    pub fn new(root: HostRoot, timeout: Duration, config: &ProbesConfig) -> Self {
+        Self::with_probes(root, timeout, config, PROBES)
     }
 
-    fn with_probes(root: HostRoot, timeout: Duration, probes: &[NewProbe]) -> Self {
+    fn with_probes(
+        root: HostRoot,
+        timeout: Duration,
+        config: &ProbesConfig,
+        probes: &[NewProbe],
+    ) -> Self {
+        let config = std::sync::Arc::new(config.clone());
         let slots = probes
             .iter()
             .map(|new| {
-                let probe = new();
-                Slot { name: probe.name(), new: *new, state: State::Idle(probe) }
+                let probe = new(&config);
+                Slot {
+                    name: probe.name(),
+                    new: *new,
+                    config: config.clone(),
+                    state: State::Idle(probe),
+                }
             })
             .collect();
         Self { root, timeout, slots }
@@ -193,28 +227,29 @@ impl ProbeSet {
         }
 
         // Start everything before waiting for anything, so the probes overlap.
-        let started: Vec<Option<(Instant, JoinHandle<Run>)>> = self
+        let started: Vec<Option<(Instant, Duration, JoinHandle<Run>)>> = self
             .slots
             .iter_mut()
             .map(|slot| {
                 let mut probe = slot.take_idle()?;
+                let timeout = probe.timeout().map_or(self.timeout, |own| own.max(self.timeout));
                 let root = self.root.clone();
                 let handle = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
                     let outcome = probe.collect(&root);
                     (probe, outcome, started.elapsed())
                 });
-                Some((Instant::now(), handle))
+                Some((Instant::now(), timeout, handle))
             })
             .collect();
 
         let mut results = Vec::with_capacity(self.slots.len());
         for (slot, started) in self.slots.iter_mut().zip(started) {
-            let Some((started, mut handle)) = started else {
+            let Some((started, timeout, mut handle)) = started else {
                 results.push(still_running(slot));
                 continue;
             };
-            let deadline = tokio::time::Instant::from_std(started + self.timeout);
+            let deadline = tokio::time::Instant::from_std(started + timeout);
             let result = match tokio::time::timeout_at(deadline, &mut handle).await {
                 Ok(Ok((probe, outcome, took))) => {
                     slot.state = State::Idle(probe);
@@ -226,11 +261,11 @@ impl ProbeSet {
                     failed(slot.name, format!("probe panicked: {reason}"), started.elapsed())
                 }
                 Err(_elapsed) => {
-                    tracing::warn!(probe = slot.name, timeout = ?self.timeout, "probe timed out");
-                    slot.state = State::Running { handle, timed_out_after: self.timeout };
+                    tracing::warn!(probe = slot.name, ?timeout, "probe timed out");
+                    slot.state = State::Running { handle, timed_out_after: timeout };
                     failed(
                         slot.name,
-                        format!("timed out after {}", human(self.timeout)),
+                        format!("timed out after {}", human(timeout)),
                         started.elapsed(),
                     )
                 }
@@ -402,15 +437,38 @@ mod tests {
 
     #[test]
     fn the_list_has_unique_names_in_report_order() {
-        let set = ProbeSet::new(HostRoot::live(), Duration::from_secs(1));
-        assert_eq!(set.names(), ["cpu", "memory", "filesystem", "network", "sensors", "uptime"]);
+        let set = ProbeSet::new(HostRoot::live(), Duration::from_secs(1), &Default::default());
+        assert_eq!(
+            set.names(),
+            [
+                "cpu",
+                "memory",
+                "filesystem",
+                "network",
+                "sensors",
+                "uptime",
+                "disk_io",
+                "raid",
+                "ecc",
+                "clock",
+                "smart"
+            ]
+        );
     }
 
     #[tokio::test]
     async fn a_stuck_probe_is_not_rerun_until_it_returns() {
-        let list: &[NewProbe] =
-            &[|| Box::new(Counter::default()), || Box::new(Slow), || Box::new(Counter::default())];
-        let mut set = ProbeSet::with_probes(HostRoot::live(), Duration::from_millis(50), list);
+        let list: &[NewProbe] = &[
+            |_| Box::new(Counter::default()),
+            |_| Box::new(Slow),
+            |_| Box::new(Counter::default()),
+        ];
+        let mut set = ProbeSet::with_probes(
+            HostRoot::live(),
+            Duration::from_millis(50),
+            &Default::default(),
+            list,
+        );
 
         let first = set.run_all().await;
         assert_eq!(first.len(), 3);
@@ -441,8 +499,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_probe_is_reported_and_replaced() {
-        let list: &[NewProbe] = &[|| Box::new(Panics), || Box::new(Counter::default())];
-        let mut set = ProbeSet::with_probes(HostRoot::live(), Duration::from_secs(5), list);
+        let list: &[NewProbe] = &[|_| Box::new(Panics), |_| Box::new(Counter::default())];
+        let mut set = ProbeSet::with_probes(
+            HostRoot::live(),
+            Duration::from_secs(5),
+            &Default::default(),
+            list,
+        );
         for round in 1..=2 {
             let results = set.run_all().await;
             assert_eq!(status(&results[0]), probe_result::Status::Error);
