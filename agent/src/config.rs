@@ -36,6 +36,7 @@ pub struct AgentConfig {
 #[serde(default)]
 pub struct ProbesConfig {
     pub smart: SmartConfig,
+    pub ipmi: IpmiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -59,6 +60,32 @@ impl Default for SmartConfig {
             enabled: true,
             smartctl: PathBuf::from("/usr/sbin/smartctl"),
             interval: Duration::from_secs(30 * 60),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct IpmiConfig {
+    /// Run the IPMI probe at all.
+    pub enabled: bool,
+    /// The ipmitool binary (an absolute path; it is run directly, never through a shell).
+    pub ipmitool: PathBuf,
+    /// Time between two IPMI readings; between them, reports carry the last one.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Longest one ipmitool call may run before it is killed.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for IpmiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ipmitool: PathBuf::from("/usr/bin/ipmitool"),
+            interval: Duration::from_secs(5 * 60),
             timeout: Duration::from_secs(20),
         }
     }
@@ -124,6 +151,19 @@ impl Validate for AgentConfig {
         }
         if smart.timeout.is_zero() || smart.timeout > Duration::from_secs(300) {
             return Err(FieldError::new("probes.smart.timeout", "must be between 1ms and 5m"));
+        }
+        let ipmi = &self.probes.ipmi;
+        if !ipmi.ipmitool.is_absolute() {
+            return Err(FieldError::new(
+                "probes.ipmi.ipmitool",
+                format!("{} is not an absolute path", ipmi.ipmitool.display()),
+            ));
+        }
+        if ipmi.interval < Duration::from_secs(60) {
+            return Err(FieldError::new("probes.ipmi.interval", "must be at least 1m"));
+        }
+        if ipmi.timeout.is_zero() || ipmi.timeout > Duration::from_secs(300) {
+            return Err(FieldError::new("probes.ipmi.timeout", "must be between 1ms and 5m"));
         }
         let uri: Result<tonic::transport::Uri, _> = self.collector.parse();
         match uri {
@@ -234,6 +274,18 @@ mod tests {
         assert!(
             err.starts_with("/etc/vigil/agent.toml:2: key `spool.max_reports`: invalid type"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_ipmitool_path_and_short_ipmi_interval_are_refused() {
+        assert_eq!(
+            load("[probes.ipmi]\nipmitool = \"ipmitool\"\n"),
+            "/etc/vigil/agent.toml:2: key `probes.ipmi.ipmitool`: ipmitool is not an absolute path"
+        );
+        assert_eq!(
+            load("[probes.ipmi]\ninterval = \"30s\"\n"),
+            "/etc/vigil/agent.toml:2: key `probes.ipmi.interval`: must be at least 1m"
         );
     }
 

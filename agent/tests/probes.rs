@@ -137,7 +137,8 @@ async fn live_host_is_plausible() {
             "raid",
             "ecc",
             "clock",
-            "smart"
+            "smart",
+            "ipmi"
         ]
     );
 

@@ -13,22 +13,30 @@
 //!   as `df` does: `statvfs` can only see the top one. Then the deny lists below drop pseudo
 //!   and memory-backed filesystems and container storage, and of several mounts of the same
 //!   device and source directory (bind mounts) only the first is kept.
-//! * **Usage.** `statvfs(root.path(mount_point))`. A failure is recorded in that
+//! * **Usage.** `statvfs(root.path(mount_point))`, each mount on its own helper thread with
+//!   its own bound ([`measure`]): a mount whose call does not return in time (a dead NFS
+//!   server) is reported `stale`, with sizes 0, and gets no new call until the old one
+//!   returns; the other mounts are reported as usual. A failure is recorded in that
 //!   filesystem's `error` and never fails the probe. Under `--root`, a mount point is only
-//!   measured if the directory under the root really is a mount point (statx
-//!   `STATX_ATTR_MOUNT_ROOT`, Linux 5.8+; else a device-number comparison with its parent),
-//!   so a captured tree never reports the test machine's disk as the host's.
+//!   measured if the directory under the root really is a mount point, so a captured tree
+//!   never reports the test machine's disk as the host's.
+//! * **Read-only.** `read_only` is set when the mount or its filesystem is read-only;
+//!   `unexpected_read_only` when it was meant to be read-write, by `<root>/etc/fstab` (read
+//!   if present) or by its own per-mount options ([`readonly`] has the rules).
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+mod measure;
+mod readonly;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use vigil_proto::v1::{Filesystem as FsProto, FilesystemData, probe_result};
 
 use super::{Probe, ProbeError};
 use crate::read::{self, ReadError};
 use crate::root::HostRoot;
+use measure::{MOUNT_TIMEOUT, Measurer, Outcome, StatFs, Statvfs};
+use readonly::FstabEntry;
 
 /// Filesystem types that hold no data of the host's own, or whose fullness means nothing.
 /// Mostly node_exporter's default `--collector.filesystem.fs-types-exclude`, plus:
@@ -78,9 +86,47 @@ pub const IGNORED_MOUNT_PREFIXES: &[&str] = &["/var/lib/docker/", "/var/lib/cont
 /// container); anywhere else it is a container's root and belongs to the container.
 const OVERLAY: &str = "overlay";
 
-/// The filesystem probe.
-#[derive(Debug, Default)]
-pub struct Filesystem;
+/// The filesystem probe. It remembers, between runs, the `statvfs` calls that have not
+/// returned (see the `measure` submodule).
+pub struct Filesystem {
+    measurer: Measurer,
+}
+
+impl Default for Filesystem {
+    /// The real `statvfs`, bounded by `MOUNT_TIMEOUT` (1 s).
+    fn default() -> Self {
+        Self::new(Arc::new(Statvfs), MOUNT_TIMEOUT)
+    }
+}
+
+impl std::fmt::Debug for Filesystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filesystem").finish_non_exhaustive()
+    }
+}
+
+impl Filesystem {
+    /// A probe that measures through `statfs` and waits at most `mount_timeout` per cycle for
+    /// the mounts' answers.
+    pub(crate) fn new(statfs: Arc<dyn StatFs>, mount_timeout: Duration) -> Self {
+        Self { measurer: Measurer::new(statfs, mount_timeout) }
+    }
+
+    /// One report entry per mount of `mounts` (already [`select`]ed), in order.
+    fn report(
+        &mut self,
+        root: &HostRoot,
+        mounts: Vec<Mount>,
+        fstab: &[FstabEntry],
+    ) -> Vec<FsProto> {
+        let outcomes = self.measurer.measure_all(root, &mounts);
+        mounts
+            .into_iter()
+            .zip(outcomes)
+            .map(|(mount, outcome)| to_proto(mount, outcome, fstab))
+            .collect()
+    }
+}
 
 impl Probe for Filesystem {
     fn name(&self) -> &'static str {
@@ -89,7 +135,8 @@ impl Probe for Filesystem {
 
     fn collect(&mut self, root: &HostRoot) -> Result<probe_result::Data, ProbeError> {
         let mounts = read_mount_table(root)?;
-        let filesystems = select(mounts).into_iter().map(|mount| measure(root, mount)).collect();
+        let fstab = read_fstab(root);
+        let filesystems = self.report(root, select(mounts), &fstab);
         Ok(probe_result::Data::Filesystem(FilesystemData { filesystems }))
     }
 }
@@ -106,7 +153,11 @@ pub(crate) struct Mount {
     pub mount_point: Vec<u8>,
     pub fs_type: String,
     pub source: String,
+    /// Read-only, whichever way: the mount itself or its filesystem (superblock).
     pub read_only: bool,
+    /// The filesystem is read-only while the mount asked for read-write: `rw` in the
+    /// per-mount options, `ro` in the super options (mountinfo only; see [`readonly`]).
+    pub fs_read_only_under_rw_mount: bool,
 }
 
 impl Mount {
@@ -138,6 +189,18 @@ fn read_mount_table(root: &HostRoot) -> Result<Vec<Mount>, ProbeError> {
     }
 }
 
+/// The entries of `<root>/etc/fstab`. A missing or unreadable file is no entries: it only
+/// refines `unexpected_read_only`, and many containers have none.
+fn read_fstab(root: &HostRoot) -> Vec<FstabEntry> {
+    match read::read_optional(&root.etc("fstab")) {
+        Ok(text) => text.as_deref().map(readonly::parse_fstab).unwrap_or_default(),
+        Err(err) => {
+            tracing::debug!(%err, "fstab not readable");
+            Vec::new()
+        }
+    }
+}
+
 /// Of two read errors, the one worth reporting: a file that exists but cannot be read
 /// (`EACCES` on another process's mountinfo) says more than a missing one.
 fn keep_worst(previous: Option<ReadError>, next: ReadError) -> ReadError {
@@ -162,19 +225,23 @@ fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let fs_type = fields.get(separator + 1)?;
     let source = fields.get(separator + 2).copied().unwrap_or("");
     let super_options = fields.get(separator + 3).copied().unwrap_or("");
+    // Field 6 says whether this mount is read-only (MNT_READONLY), the super options whether
+    // the filesystem is (fs/proc_namespace.c show_mountinfo): either makes it read-only.
+    let mount_ro = has_option(fields.get(5)?, "ro");
+    let super_ro = has_option(super_options, "ro");
     Some(Mount {
         dev: Some((major.parse().ok()?, minor.parse().ok()?)),
         fs_root: Some(unescape(fields.get(3)?)),
         mount_point: unescape(fields.get(4)?),
         fs_type: String::from_utf8_lossy(&unescape(fs_type)).into_owned(),
         source: String::from_utf8_lossy(&unescape(source)).into_owned(),
-        // "ro" in the per-mount options covers a read-only superblock too (the kernel prints
-        // mnt_is_readonly()), but older kernels only show that in the super options.
-        read_only: has_option(fields.get(5)?, "ro") || has_option(super_options, "ro"),
+        read_only: mount_ro || super_ro,
+        fs_read_only_under_rw_mount: super_ro && !mount_ro,
     })
 }
 
-/// Parses `/proc/mounts` (fstab(5) format): `/dev/sda1 / ext4 rw,relatime 0 0`.
+/// Parses `/proc/mounts` (fstab(5) format): `/dev/sda1 / ext4 rw,relatime 0 0`. Its one
+/// `ro`/`rw` says whether the mount or its filesystem is read-only, not which.
 pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
@@ -190,6 +257,7 @@ pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
                 fs_type: String::from_utf8_lossy(&unescape(fs_type)).into_owned(),
                 source: String::from_utf8_lossy(&unescape(source)).into_owned(),
                 read_only: has_option(options, "ro"),
+                fs_read_only_under_rw_mount: false,
             })
         })
         .collect()
@@ -265,95 +333,38 @@ fn stores_data(mount: &Mount) -> bool {
     !IGNORED_MOUNT_PREFIXES.iter().any(|prefix| mount.mount_point.starts_with(prefix.as_bytes()))
 }
 
-/// Size and inode figures from `statvfs`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Usage {
-    size: u64,
-    free: u64,
-    available: u64,
-    inodes_total: u64,
-    inodes_free: u64,
-}
-
-fn measure(root: &HostRoot, mount: Mount) -> FsProto {
-    let path = root.path(OsStr::from_bytes(&mount.mount_point));
-    let usage =
-        if root.is_live() { Ok(()) } else { check_mount_root(&path) }.and_then(|()| statvfs(&path));
+fn to_proto(mount: Mount, outcome: Outcome, fstab: &[FstabEntry]) -> FsProto {
     let mut fs = FsProto {
         mount_point: mount.mount_point_lossy(),
+        unexpected_read_only: readonly::unexpected_read_only(&mount, fstab),
+        read_only: mount.read_only,
         device: mount.source,
         fs_type: mount.fs_type,
-        read_only: mount.read_only,
         ..FsProto::default()
     };
-    match usage {
-        Ok(usage) => {
+    match outcome {
+        Outcome::Measured(usage) => {
             fs.size_bytes = usage.size;
             fs.free_bytes = usage.free;
             fs.available_bytes = usage.available;
             fs.inodes_total = usage.inodes_total;
             fs.inodes_free = usage.inodes_free;
         }
-        Err(error) => {
+        Outcome::Failed(error) => {
             tracing::debug!(mount_point = %fs.mount_point, %error, "filesystem not measured");
+            fs.error = error;
+        }
+        Outcome::Stale(error) => {
+            fs.stale = true;
             fs.error = error;
         }
     }
     fs
 }
 
-fn statvfs(path: &Path) -> Result<Usage, String> {
-    let vfs = rustix::fs::statvfs(path).map_err(|errno| format!("statvfs failed: {errno}"))?;
-    // f_frsize is the unit of the block counts; a few old filesystems leave it 0.
-    let unit = if vfs.f_frsize > 0 { vfs.f_frsize } else { vfs.f_bsize };
-    Ok(Usage {
-        size: vfs.f_blocks.saturating_mul(unit),
-        free: vfs.f_bfree.saturating_mul(unit),
-        available: vfs.f_bavail.saturating_mul(unit),
-        inodes_total: vfs.f_files,
-        inodes_free: vfs.f_ffree,
-    })
-}
-
-/// Under `--root`, whether `path` is the root of a mount, so that `statvfs` measures the
-/// host's filesystem and not whatever directory happens to sit there. The messages are
-/// fixed texts: they end up in golden files and must not depend on the machine.
-fn check_mount_root(path: &Path) -> Result<(), String> {
-    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
-
-    const NOT_MOUNTED: &str = "statvfs skipped: not a mount point under the host root";
-    const MISSING: &str = "statvfs skipped: mount point missing under the host root";
-
-    match rustix::fs::statx(rustix::fs::CWD, path, AtFlags::empty(), StatxFlags::empty()) {
-        Ok(stx) if stx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
-            if stx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT) {
-                Ok(())
-            } else {
-                Err(NOT_MOUNTED.to_owned())
-            }
-        }
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Err(MISSING.to_owned()),
-        // Older kernels: a mount root is on another device than its parent. This misses bind
-        // mounts within one filesystem, which then go unmeasured.
-        Ok(_) | Err(_) => {
-            let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
-            match (dev(path), dev(&path.join(".."))) {
-                (Ok(own), Ok(parent)) if own != parent => Ok(()),
-                (Ok(_), Ok(_)) => Err(NOT_MOUNTED.to_owned()),
-                (Err(err), _) | (_, Err(err)) => {
-                    if err.kind() == std::io::ErrorKind::NotFound {
-                        Err(MISSING.to_owned())
-                    } else {
-                        Err(format!("statvfs skipped: {err}"))
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::measure::Usage;
     use super::*;
 
     const ROOT_EXT4: &str =
@@ -380,7 +391,7 @@ mod tests {
             parse_mountinfo_line("30 21 8:2 / /srv ro,relatime - xfs /dev/sda2 ro").unwrap();
         assert!(mount.read_only);
         assert_eq!(mp(&mount), "/srv");
-        // Remounted read-only after an error: older kernels show it in super options only.
+        // Remounted read-only after an error: the filesystem is, the mount still says rw.
         let mount =
             parse_mountinfo_line("30 21 8:2 / /srv rw,relatime - ext4 /dev/sda2 ro,data=ordered")
                 .unwrap();
@@ -461,7 +472,7 @@ mod tests {
              22 21 8:2 / /boot rw - ext4 /dev/sda2 rw\n\
              23 21 8:3 / /gone rw - ext4 /dev/sda3 rw\n",
         );
-        let measured: Vec<FsProto> = mounts.into_iter().map(|m| measure(&root, m)).collect();
+        let measured = Filesystem::default().report(&root, mounts, &[]);
         assert_eq!(measured[0].error, "statvfs skipped: not a mount point under the host root");
         assert_eq!(measured[0].size_bytes, 0);
         assert_eq!(measured[1].error, "statvfs skipped: not a mount point under the host root");
@@ -470,9 +481,215 @@ mod tests {
 
     #[test]
     fn live_root_is_measured() {
-        let fs = measure(&HostRoot::live(), parse_mountinfo_line(ROOT_EXT4).unwrap());
+        let mounts = vec![parse_mountinfo_line(ROOT_EXT4).unwrap()];
+        let fs = Filesystem::default().report(&HostRoot::live(), mounts, &[]).remove(0);
         assert_eq!(fs.error, "");
+        assert!(!fs.stale);
         assert!(fs.size_bytes > 0);
         assert!(fs.available_bytes <= fs.size_bytes);
+    }
+
+    /// A read-only remount, end to end through a host root: `/srv` went read-only under its
+    /// read-write mount, `/data` is read-only although fstab asks for read-write, `/mnt/ro`
+    /// is read-only as fstab asks, and `/var/www` is a read-only bind mount.
+    #[test]
+    fn read_only_remount_through_a_host_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc/1")).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/1/mountinfo"),
+            "21 0 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro\n\
+             30 21 8:2 / /srv rw,relatime shared:2 - ext4 /dev/sda2 ro,errors=remount-ro\n\
+             31 21 8:3 / /data ro,relatime shared:3 - xfs /dev/sda3 ro,attr2\n\
+             32 21 8:4 / /mnt/ro ro,relatime shared:4 - ext4 /dev/sda4 ro\n\
+             33 21 8:1 /www /var/www ro,relatime shared:1 - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/fstab"),
+            "UUID=1 / ext4 errors=remount-ro 0 1\n\
+             UUID=3 /data xfs defaults 0 2\n\
+             UUID=4 /mnt/ro ext4 ro 0 2\n\
+             /www /var/www none bind,ro 0 0\n",
+        )
+        .unwrap();
+        let root = HostRoot::new(dir.path().to_path_buf());
+        let Ok(probe_result::Data::Filesystem(data)) = Filesystem::default().collect(&root) else {
+            panic!("no filesystem data");
+        };
+        let not_mounted = "statvfs skipped: not a mount point under the host root";
+        let missing = "statvfs skipped: mount point missing under the host root";
+        let fs =
+            |mount_point: &str, device: &str, fs_type: &str, ro: bool, unexpected: bool| FsProto {
+                mount_point: mount_point.to_owned(),
+                device: device.to_owned(),
+                fs_type: fs_type.to_owned(),
+                read_only: ro,
+                unexpected_read_only: unexpected,
+                error: if mount_point == "/" { not_mounted } else { missing }.to_owned(),
+                ..FsProto::default()
+            };
+        assert_eq!(
+            data.filesystems,
+            [
+                fs("/", "/dev/sda1", "ext4", false, false),
+                fs("/srv", "/dev/sda2", "ext4", true, true),
+                fs("/data", "/dev/sda3", "xfs", true, true),
+                fs("/mnt/ro", "/dev/sda4", "ext4", true, false),
+                fs("/var/www", "/dev/sda1", "ext4", true, false),
+            ]
+        );
+    }
+
+    /// A `statvfs` that answers at once, except on one path, where it blocks until the test
+    /// drops the gate's sender.
+    struct HangingStatFs {
+        hangs_on: &'static str,
+        gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        calls: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    }
+
+    const USAGE: Usage =
+        Usage { size: 1000, free: 400, available: 300, inodes_total: 100, inodes_free: 50 };
+
+    impl StatFs for HangingStatFs {
+        fn statvfs(&self, path: &std::path::Path) -> std::io::Result<Usage> {
+            self.calls.lock().unwrap().push(path.to_path_buf());
+            if path == std::path::Path::new(self.hangs_on) {
+                // Returns once the sender is dropped.
+                let _ = self.gate.lock().unwrap().recv();
+            }
+            if path == std::path::Path::new("/denied") {
+                return Err(std::io::Error::from_raw_os_error(13));
+            }
+            Ok(USAGE)
+        }
+    }
+
+    impl HangingStatFs {
+        fn calls_to(&self, path: &str) -> usize {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|call| *call == std::path::Path::new(path))
+                .count()
+        }
+    }
+
+    #[test]
+    fn a_hanging_mount_is_stale_and_never_called_twice() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let statfs = Arc::new(HangingStatFs {
+            hangs_on: "/mnt/dead",
+            gate: std::sync::Mutex::new(gate),
+            calls: std::sync::Mutex::default(),
+        });
+        let mut probe = Filesystem::new(statfs.clone(), Duration::from_millis(50));
+        let mounts = parse_mountinfo(
+            "21 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+             40 21 0:42 / /mnt/dead rw - nfs4 server:/a rw\n\
+             50 21 8:3 / /denied rw - ext4 /dev/sda3 rw\n",
+        );
+        let root = HostRoot::live();
+        let measured = |mount_point: &str, device: &str, fs_type: &str| FsProto {
+            mount_point: mount_point.to_owned(),
+            device: device.to_owned(),
+            fs_type: fs_type.to_owned(),
+            size_bytes: 1000,
+            free_bytes: 400,
+            available_bytes: 300,
+            inodes_total: 100,
+            inodes_free: 50,
+            ..FsProto::default()
+        };
+        let stale = |error: &str| FsProto {
+            mount_point: "/mnt/dead".to_owned(),
+            device: "server:/a".to_owned(),
+            fs_type: "nfs4".to_owned(),
+            stale: true,
+            error: error.to_owned(),
+            ..FsProto::default()
+        };
+        let denied = FsProto {
+            mount_point: "/denied".to_owned(),
+            device: "/dev/sda3".to_owned(),
+            fs_type: "ext4".to_owned(),
+            error: format!("statvfs failed: {}", std::io::Error::from_raw_os_error(13)),
+            ..FsProto::default()
+        };
+
+        // First cycle: the dead mount is stale, its neighbours are reported.
+        let first = probe.report(&root, mounts.clone(), &[]);
+        assert_eq!(
+            first,
+            [
+                measured("/", "/dev/sda1", "ext4"),
+                stale("statvfs did not return within 50ms; skipped until it does"),
+                denied.clone(),
+            ]
+        );
+        assert_eq!(probe.measurer.in_flight(), 1);
+
+        // Second cycle: still stale, and no second call on it.
+        let second = probe.report(&root, mounts.clone(), &[]);
+        assert_eq!(
+            second,
+            [
+                measured("/", "/dev/sda1", "ext4"),
+                stale("previous statvfs still in progress (timed out after 50ms)"),
+                denied.clone(),
+            ]
+        );
+        assert_eq!(statfs.calls_to("/mnt/dead"), 1);
+        assert_eq!(statfs.calls_to("/"), 2);
+
+        // The server answers again: the next cycle measures the mount normally.
+        drop(release);
+        probe.measurer.wait_for_calls_in_flight(Duration::from_secs(10));
+        let third = probe.report(&root, mounts, &[]);
+        assert_eq!(
+            third,
+            [
+                measured("/", "/dev/sda1", "ext4"),
+                measured("/mnt/dead", "server:/a", "nfs4"),
+                denied,
+            ]
+        );
+        assert_eq!(statfs.calls_to("/mnt/dead"), 2);
+        assert_eq!(probe.measurer.in_flight(), 0);
+    }
+
+    /// A dead mount replaced by a new one at the same place (another device number) is
+    /// measured at once; a dead mount that left the table keeps its one call until it returns.
+    #[test]
+    fn a_replaced_or_vanished_dead_mount() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let statfs = Arc::new(HangingStatFs {
+            hangs_on: "/mnt/dead",
+            gate: std::sync::Mutex::new(gate),
+            calls: std::sync::Mutex::default(),
+        });
+        let mut probe = Filesystem::new(statfs.clone(), Duration::from_millis(20));
+        let root = HostRoot::live();
+        let dead = parse_mountinfo("40 21 0:42 / /mnt/dead rw - nfs4 server:/a rw\n");
+        assert!(probe.report(&root, dead, &[])[0].stale);
+
+        // Gone from the table: nothing to report, the call stays in flight.
+        assert_eq!(probe.report(&root, Vec::new(), &[]), []);
+        assert_eq!(probe.measurer.in_flight(), 1);
+
+        // Mounted again (new device 0:43): measured, which hangs again on this fake, so a
+        // second call is in flight, one per device.
+        let remounted = parse_mountinfo("41 21 0:43 / /mnt/dead rw - nfs4 server:/a rw\n");
+        assert!(probe.report(&root, remounted, &[])[0].stale);
+        assert_eq!(statfs.calls_to("/mnt/dead"), 2);
+        assert_eq!(probe.measurer.in_flight(), 2);
+
+        drop(release);
+        probe.measurer.wait_for_calls_in_flight(Duration::from_secs(10));
+        assert_eq!(probe.report(&root, Vec::new(), &[]), []);
+        assert_eq!(probe.measurer.in_flight(), 0);
     }
 }

@@ -14,10 +14,12 @@
 //! flight, so a stuck source costs one thread, not one per cycle.
 
 pub(crate) mod clock;
+pub mod command;
 pub(crate) mod cpu;
 pub(crate) mod diskio;
 pub(crate) mod ecc;
 pub(crate) mod filesystem;
+pub mod ipmi;
 pub(crate) mod memory;
 pub(crate) mod network;
 pub mod raid;
@@ -40,6 +42,7 @@ pub use cpu::Cpu;
 pub use diskio::DiskIo;
 pub use ecc::Ecc;
 pub use filesystem::Filesystem;
+pub use ipmi::Ipmi;
 pub use memory::Memory;
 pub use network::Network;
 pub use raid::Raid;
@@ -93,7 +96,7 @@ pub type NewProbe = fn(&ProbesConfig) -> Box<dyn Probe>;
 pub const PROBES: &[NewProbe] = &[
     |_| Box::new(Cpu::default()),
     |_| Box::new(Memory),
-    |_| Box::new(Filesystem),
+    |_| Box::new(Filesystem::default()),
     |_| Box::new(Network),
     |_| Box::new(Sensors),
     |_| Box::new(Uptime),
@@ -102,6 +105,7 @@ pub const PROBES: &[NewProbe] = &[
     |_| Box::new(Ecc),
     |_| Box::new(Clock::default()),
     |c| Box::new(Smart::new(c.smart.clone())),
+    |c| Box::new(Ipmi::new(c.ipmi.clone())),
 ];
 
 /// What one run of one probe ended with, before it becomes a [`ProbeResult`].
@@ -451,7 +455,8 @@ mod tests {
                 "raid",
                 "ecc",
                 "clock",
-                "smart"
+                "smart",
+                "ipmi"
             ]
         );
     }

@@ -17,10 +17,10 @@
 //!
 //! Parsing is pure and separate ([`parse_device`], [`parse_scan`], fuzzed by
 //! `fuzz/fuzz_targets/parse_smartctl.rs`); running smartctl and the clock sit behind
-//! [`SmartctlRunner`] and [`Clock`] so tests serve fixture files and move time by hand.
+//! [`SmartctlRunner`] and [`Clock`] (from the shared `probe::command`, which IPMI uses too) so
+//! tests serve fixture files and move time by hand.
 
 mod parse;
-mod runner;
 
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,11 @@ use super::{Probe, ProbeError};
 use crate::config::SmartConfig;
 use crate::root::HostRoot;
 
+pub use super::command::{
+    Clock, CommandRunner as SmartctlRunner, DirectCommand as SmartctlCommand, RunError, RunOutput,
+    SystemClock,
+};
 pub use parse::{ScanEntry, parse_device, parse_scan};
-pub use runner::{Clock, RunError, RunOutput, SmartctlCommand, SmartctlRunner, SystemClock};
 
 /// The SMART probe.
 pub struct Smart {
@@ -283,7 +286,6 @@ impl Probe for Smart {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -296,61 +298,42 @@ mod tests {
         std::fs::read(&full).unwrap_or_else(|err| panic!("{full}: {err}"))
     }
 
-    /// Answers each command line (args joined by spaces) with a fixture file and its exit
-    /// status, or an error; records every call.
-    #[derive(Clone, Default)]
-    struct FakeRunner {
-        answers: Arc<Mutex<HashMap<String, Result<RunOutput, RunError>>>>,
-        calls: Arc<Mutex<Vec<String>>>,
+    /// The shared fake runner, answering with this module's fixtures.
+    #[derive(Clone)]
+    struct FakeRunner(crate::probe::command::testing::FakeRunner);
+
+    impl Default for FakeRunner {
+        fn default() -> Self {
+            Self(crate::probe::command::testing::FakeRunner::new(
+                "smartctl",
+                Duration::from_secs(20),
+            ))
+        }
     }
 
     impl FakeRunner {
         fn answer(&self, command: &str, fixture_path: &str, exit_code: i32) -> &Self {
-            let out = RunOutput { stdout: fixture(fixture_path), exit_code };
-            self.answers.lock().unwrap().insert(command.to_owned(), Ok(out));
+            let out =
+                RunOutput { stdout: fixture(fixture_path), exit_code, ..RunOutput::default() };
+            self.0.output(command, out);
             self
         }
         fn fail(&self, command: &str, err: RunError) -> &Self {
-            self.answers.lock().unwrap().insert(command.to_owned(), Err(err));
+            self.0.fail(command, err);
             self
         }
         fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
+            self.0.calls()
         }
     }
 
     impl SmartctlRunner for FakeRunner {
         fn run(&self, args: &[&str], timeout: Duration) -> Result<RunOutput, RunError> {
-            assert_eq!(timeout, Duration::from_secs(20), "every call is bounded by the config");
-            let command = args.join(" ");
-            self.calls.lock().unwrap().push(command.clone());
-            self.answers
-                .lock()
-                .unwrap()
-                .get(&command)
-                .cloned()
-                .unwrap_or_else(|| panic!("unexpected smartctl {command}"))
+            self.0.run(args, timeout)
         }
     }
 
-    /// A clock the test moves.
-    #[derive(Clone)]
-    struct FakeClock(Arc<Mutex<Instant>>);
-
-    impl FakeClock {
-        fn new() -> Self {
-            Self(Arc::new(Mutex::new(Instant::now())))
-        }
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
-    }
+    use crate::probe::command::testing::FakeClock;
 
     fn config() -> SmartConfig {
         SmartConfig {
@@ -557,11 +540,7 @@ mod tests {
         let scan = br#"{"devices": [{"name": "/dev/sda", "type": "sat", "protocol": "ATA"},
                                     {"name": "/dev/sdb", "type": "sat", "protocol": "ATA",
                                      "open_error": "Permission denied"}]}"#;
-        runner
-            .answers
-            .lock()
-            .unwrap()
-            .insert(SCAN.to_owned(), Ok(RunOutput { stdout: scan.to_vec(), exit_code: 0 }));
+        runner.0.output(SCAN, RunOutput { stdout: scan.to_vec(), ..RunOutput::default() });
         match collect(&mut probe(&runner, &FakeClock::new())) {
             Err(ProbeError::Unavailable(reason)) => assert_eq!(
                 reason,
@@ -619,12 +598,13 @@ mod tests {
     #[test]
     fn smartctl_without_json_support_is_unavailable() {
         let runner = FakeRunner::default();
-        runner.answers.lock().unwrap().insert(
-            SCAN.to_owned(),
-            Ok(RunOutput {
+        runner.0.output(
+            SCAN,
+            RunOutput {
                 stdout: b"=======> UNRECOGNIZED OPTION: json\n".to_vec(),
                 exit_code: 1,
-            }),
+                ..RunOutput::default()
+            },
         );
         match collect(&mut probe(&runner, &FakeClock::new())) {
             Err(ProbeError::Unavailable(reason)) => assert_eq!(
@@ -638,9 +618,13 @@ mod tests {
     #[test]
     fn unreadable_device_output_is_that_devices_error() {
         let runner = megaraid_host();
-        runner.answers.lock().unwrap().insert(
-            "--json -a -n standby -d nvme /dev/nvme0".to_owned(),
-            Ok(RunOutput { stdout: b"Segmentation fault".to_vec(), exit_code: 4 }),
+        runner.0.output(
+            "--json -a -n standby -d nvme /dev/nvme0",
+            RunOutput {
+                stdout: b"Segmentation fault".to_vec(),
+                exit_code: 4,
+                ..RunOutput::default()
+            },
         );
         let data = collect(&mut probe(&runner, &FakeClock::new())).unwrap();
         let nvme0 = &data.devices[5];
@@ -662,6 +646,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(runner.calls(), Vec::<String>::new());
+    }
+
+    /// The installed smartctl (Debian: /usr/sbin/smartctl) answers the scan with JSON the
+    /// parser reads; a host without it gets a clean "not found". A VM may list no devices.
+    #[test]
+    fn real_smartctl_scan_is_parseable_json() {
+        let runner = SmartctlCommand::new("/usr/sbin/smartctl");
+        match runner.run(&["--json", "--scan-open"], Duration::from_secs(20)) {
+            Ok(out) => {
+                assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stdout));
+                let devices = parse_scan(&out.stdout).unwrap();
+                for device in devices {
+                    assert!(device.name.starts_with("/dev/"), "{device:?}");
+                    assert!(!device.device_type.is_empty(), "{device:?}");
+                }
+            }
+            Err(RunError::NotFound) => eprintln!("smartctl not installed; skipped"),
+            Err(err) => panic!("{err}"),
+        }
     }
 
     /// The real smartctl on this host, end to end: readings, or a clean "unavailable"
