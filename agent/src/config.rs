@@ -29,6 +29,17 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     pub backoff: BackoffConfig,
     pub probes: ProbesConfig,
+    /// The contracted services: systemd units, processes, TCP ports and HTTP endpoints. A
+    /// top-level table rather than under `probes`, because it says what the host is for, not
+    /// how to read its hardware.
+    pub services: ServicesConfig,
+}
+
+impl AgentConfig {
+    /// What the probes are built from: `probes` with `services` copied in.
+    pub fn probes_config(&self) -> ProbesConfig {
+        ProbesConfig { services: self.services.clone(), ..self.probes.clone() }
+    }
 }
 
 /// Settings of the probes that run external tools or keep their own schedule.
@@ -37,6 +48,109 @@ pub struct AgentConfig {
 pub struct ProbesConfig {
     pub smart: SmartConfig,
     pub ipmi: IpmiConfig,
+    /// A copy of [`AgentConfig::services`] for the services probe (the probes are built from
+    /// this struct alone). Not a key of `[probes]`: filled by [`AgentConfig::probes_config`].
+    #[serde(skip)]
+    pub services: ServicesConfig,
+}
+
+/// `[services]`: what the services probe checks. Every list is empty by default; the probe
+/// then still reports every failed systemd unit.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct ServicesConfig {
+    /// Longest one TCP port or HTTP check may take, connecting and (HTTP) getting the status
+    /// line together.
+    #[serde(with = "duration")]
+    pub check_timeout: Duration,
+    /// systemd units to report, `[[services.units]]`.
+    pub units: Vec<UnitCheckConfig>,
+    /// Process checks, `[[services.processes]]`.
+    pub processes: Vec<ProcessCheckConfig>,
+    /// TCP port checks, `[[services.ports]]`.
+    pub ports: Vec<PortCheckConfig>,
+    /// HTTP checks, `[[services.http]]`.
+    pub http: Vec<HttpCheckConfig>,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            check_timeout: Duration::from_secs(5),
+            units: Vec::new(),
+            processes: Vec::new(),
+            ports: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn http_ok() -> u16 {
+    200
+}
+
+/// One systemd unit, by its full name (`nginx.service`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct UnitCheckConfig {
+    pub name: String,
+    /// Whether the unit being down makes the host critical.
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+/// Processes that must be running: at least `min_count` of them match `pattern`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ProcessCheckConfig {
+    /// The check's name in reports.
+    pub name: String,
+    /// Without a space or `/`: the process name, compared exactly with `/proc/<pid>/comm`
+    /// (which the kernel cuts to 15 bytes). With a space or `/`: a substring of the command
+    /// line (`/proc/<pid>/cmdline`, its arguments joined by spaces). Empty: `name` as a
+    /// process name.
+    #[serde(default)]
+    pub pattern: String,
+    #[serde(default = "one")]
+    pub min_count: u32,
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+impl ProcessCheckConfig {
+    /// The pattern in force: `pattern`, or `name` when it is empty.
+    pub fn effective_pattern(&self) -> &str {
+        if self.pattern.is_empty() { &self.name } else { &self.pattern }
+    }
+}
+
+/// A TCP port that must accept connections.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PortCheckConfig {
+    pub name: String,
+    /// A host name or IP address; a name is resolved at every check.
+    pub host: String,
+    pub port: u16,
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+/// An HTTP endpoint that must answer with `expected_status`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct HttpCheckConfig {
+    pub name: String,
+    /// `http://HOST[:PORT][/PATH]`; `https://` is not supported yet.
+    pub url: String,
+    #[serde(default = "http_ok")]
+    pub expected_status: u16,
+    #[serde(default = "yes")]
+    pub critical: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,6 +216,7 @@ impl Default for AgentConfig {
             spool: SpoolConfig::default(),
             backoff: BackoffConfig::default(),
             probes: ProbesConfig::default(),
+            services: ServicesConfig::default(),
         }
     }
 }
@@ -208,8 +323,91 @@ impl Validate for AgentConfig {
         if self.backoff.max < self.backoff.initial {
             return Err(FieldError::new("backoff.max", "must not be shorter than backoff.initial"));
         }
+        self.services.validate()
+    }
+}
+
+impl Validate for ServicesConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.check_timeout < Duration::from_millis(10)
+            || self.check_timeout > Duration::from_secs(60)
+        {
+            return Err(FieldError::new("services.check_timeout", "must be between 10ms and 1m"));
+        }
+        let empty = |key: String| FieldError::new(key, "must not be empty");
+        for (i, unit) in self.units.iter().enumerate() {
+            let key = format!("services.units[{i}].name");
+            if unit.name.is_empty() {
+                return Err(empty(key));
+            }
+            if !unit.name.contains('.') || unit.name.contains('/') {
+                return Err(FieldError::new(
+                    key,
+                    format!("{:?} is not a full unit name like \"nginx.service\"", unit.name),
+                ));
+            }
+        }
+        for (i, process) in self.processes.iter().enumerate() {
+            if process.name.is_empty() {
+                return Err(empty(format!("services.processes[{i}].name")));
+            }
+            let pattern = process.effective_pattern();
+            if !is_cmdline_pattern(pattern) && pattern.len() > COMM_LEN {
+                let key = if process.pattern.is_empty() { "name" } else { "pattern" };
+                return Err(FieldError::new(
+                    format!("services.processes[{i}].{key}"),
+                    format!(
+                        "{pattern:?} is longer than the {COMM_LEN} bytes the kernel keeps as a \
+                         process name; match the command line instead (a pattern with a '/' \
+                         or a space)"
+                    ),
+                ));
+            }
+            if process.min_count == 0 {
+                return Err(FieldError::new(
+                    format!("services.processes[{i}].min_count"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        for (i, port) in self.ports.iter().enumerate() {
+            if port.name.is_empty() {
+                return Err(empty(format!("services.ports[{i}].name")));
+            }
+            if port.host.is_empty() {
+                return Err(empty(format!("services.ports[{i}].host")));
+            }
+            if port.port == 0 {
+                return Err(FieldError::new(
+                    format!("services.ports[{i}].port"),
+                    "must be between 1 and 65535",
+                ));
+            }
+        }
+        for (i, http) in self.http.iter().enumerate() {
+            if http.name.is_empty() {
+                return Err(empty(format!("services.http[{i}].name")));
+            }
+            if let Err(reason) = crate::probe::services::HttpUrl::parse(&http.url) {
+                return Err(FieldError::new(format!("services.http[{i}].url"), reason));
+            }
+            if !(100..=599).contains(&http.expected_status) {
+                return Err(FieldError::new(
+                    format!("services.http[{i}].expected_status"),
+                    "must be between 100 and 599",
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Bytes of a process name the kernel keeps in `/proc/<pid>/comm` (`TASK_COMM_LEN` - 1).
+pub const COMM_LEN: usize = 15;
+
+/// Whether a process pattern is matched against the command line rather than the name.
+pub fn is_cmdline_pattern(pattern: &str) -> bool {
+    pattern.contains(' ') || pattern.contains('/')
 }
 
 /// The example config shipped in `packaging/config/`, generated from the defaults.
@@ -295,5 +493,79 @@ mod tests {
             load("interval = \"0s\"\n"),
             "/etc/vigil/agent.toml:1: key `interval`: must be between 1s and 1h"
         );
+    }
+
+    #[test]
+    fn services_tables_parse_with_defaults() {
+        let text = "[services]\ncheck_timeout = \"2s\"\n\
+                    [[services.units]]\nname = \"nginx.service\"\n\
+                    [[services.units]]\nname = \"backup.timer\"\ncritical = false\n\
+                    [[services.processes]]\nname = \"nginx\"\nmin_count = 2\n\
+                    [[services.ports]]\nname = \"ssh\"\nhost = \"127.0.0.1\"\nport = 22\n\
+                    [[services.http]]\nname = \"web\"\nurl = \"http://127.0.0.1:8080/health\"\n";
+        let config = load_str::<AgentConfig>(Path::new("a.toml"), text, Strictness::RejectUnknown)
+            .unwrap()
+            .value;
+        let services = ServicesConfig {
+            check_timeout: Duration::from_secs(2),
+            units: vec![
+                UnitCheckConfig { name: "nginx.service".into(), critical: true },
+                UnitCheckConfig { name: "backup.timer".into(), critical: false },
+            ],
+            processes: vec![ProcessCheckConfig {
+                name: "nginx".into(),
+                pattern: String::new(),
+                min_count: 2,
+                critical: true,
+            }],
+            ports: vec![PortCheckConfig {
+                name: "ssh".into(),
+                host: "127.0.0.1".into(),
+                port: 22,
+                critical: true,
+            }],
+            http: vec![HttpCheckConfig {
+                name: "web".into(),
+                url: "http://127.0.0.1:8080/health".into(),
+                expected_status: 200,
+                critical: true,
+            }],
+        };
+        assert_eq!(config.services, services);
+        assert_eq!(config.probes.services, ServicesConfig::default(), "filled in by probes_config");
+        assert_eq!(config.probes_config().services, services);
+    }
+
+    #[test]
+    fn bad_services_name_the_key() {
+        assert_eq!(
+            load(
+                "[[services.ports]]\nname = \"a\"\nhost = \"h\"\nport = 1\n\
+                  [[services.ports]]\nname = \"b\"\nhost = \"h\"\nport = 0\n"
+            ),
+            "/etc/vigil/agent.toml: key `services.ports[1].port`: must be between 1 and 65535"
+        );
+        assert_eq!(
+            load("[[services.http]]\nname = \"a\"\nurl = \"https://example.com/\"\n"),
+            "/etc/vigil/agent.toml: key `services.http[0].url`: \"https://example.com/\": \
+             https:// is not supported yet; use http://"
+        );
+        assert_eq!(
+            load("[[services.units]]\nname = \"nginx\"\n"),
+            "/etc/vigil/agent.toml: key `services.units[0].name`: \"nginx\" is not a full unit \
+             name like \"nginx.service\""
+        );
+        assert_eq!(
+            load("[[services.processes]]\nname = \"systemd-resolved\"\n"),
+            "/etc/vigil/agent.toml: key `services.processes[0].name`: \"systemd-resolved\" is \
+             longer than the 15 bytes the kernel keeps as a process name; match the command line \
+             instead (a pattern with a '/' or a space)"
+        );
+        assert_eq!(
+            load("[services]\ncheck_timeout = \"2m\"\n"),
+            "/etc/vigil/agent.toml:2: key `services.check_timeout`: must be between 10ms and 1m"
+        );
+        let err = load("[[services.ports]]\nname = \"a\"\nhost = \"h\"\nport = 70000\n");
+        assert!(err.contains("key `services.ports[0].port`"), "{err}");
     }
 }

@@ -246,8 +246,11 @@ fn main() -> ExitCode {
 /// `--once`: one report as JSON on stdout. Reads the instance id if the state directory has
 /// one, but writes nothing there.
 async fn print_once(config: &AgentConfig) -> ExitCode {
-    let mut collector =
-        Collector::new(HostRoot::new(config.root.clone()), config.probe_timeout, &config.probes);
+    let mut collector = Collector::new(
+        HostRoot::new(config.root.clone()),
+        config.probe_timeout,
+        &config.probes_config(),
+    );
     let mut report = collector.collect().await;
     report.agent_instance = std::fs::read_to_string(config.state_dir.join("instance"))
         .map(|s| s.trim().to_owned())

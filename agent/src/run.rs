@@ -123,7 +123,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     paths.client_config(&meta)?;
     let mut spool = Spool::open(&config.state_dir, config.spool.max_reports)?;
     let mut state = AgentState::open(&config.state_dir, spool.max_seq())?;
-    let mut collector = Collector::new(root.clone(), config.probe_timeout, &config.probes);
+    let mut collector = Collector::new(root.clone(), config.probe_timeout, &config.probes_config());
     let first_facts = collector.facts().await;
     let machine_id = match first_facts.machine_id.trim() {
         "" => state.fallback_machine_id()?,

@@ -138,9 +138,17 @@ async fn live_host_is_plausible() {
             "ecc",
             "clock",
             "smart",
-            "ipmi"
+            "ipmi",
+            "services"
         ]
     );
+
+    // systemd may or may not be there; the probe has data either way.
+    let services = probe(&results, "services");
+    let Some(probe_result::Data::Services(services)) = &services.data else {
+        panic!("services: {services:?}");
+    };
+    assert!(services.systemd_available == services.systemd_message.is_empty(), "{services:?}");
 
     let cpu = probe(&results, "cpu");
     let Some(probe_result::Data::Cpu(cpu)) = &cpu.data else {

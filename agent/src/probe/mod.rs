@@ -24,6 +24,7 @@ pub(crate) mod memory;
 pub(crate) mod network;
 pub mod raid;
 pub mod sensors;
+pub mod services;
 pub mod smart;
 pub(crate) mod uptime;
 
@@ -47,6 +48,7 @@ pub use memory::Memory;
 pub use network::Network;
 pub use raid::Raid;
 pub use sensors::Sensors;
+pub use services::Services;
 pub use smart::Smart;
 pub use uptime::Uptime;
 
@@ -106,6 +108,7 @@ pub const PROBES: &[NewProbe] = &[
     |_| Box::new(Clock::default()),
     |c| Box::new(Smart::new(c.smart.clone())),
     |c| Box::new(Ipmi::new(c.ipmi.clone())),
+    |c| Box::new(Services::new(c.services.clone())),
 ];
 
 /// What one run of one probe ended with, before it becomes a [`ProbeResult`].
@@ -456,7 +459,8 @@ mod tests {
                 "ecc",
                 "clock",
                 "smart",
-                "ipmi"
+                "ipmi",
+                "services"
             ]
         );
     }
