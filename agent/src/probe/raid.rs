@@ -632,6 +632,29 @@ mod tests {
         assert_eq!(md8.sync_remaining_seconds, Some(1020.0));
     }
 
+    /// No capture shows a RAID5 resync (md42 is a reshape), so this one is written in the
+    /// kernel's mdstat format (drivers/md/md.c, `md_seq_show` / `status_resync`): synthetic.
+    #[test]
+    fn synthetic_raid5_resync() {
+        let text = "Personalities : [raid6] [raid5] [raid4]\n\
+            md5 : active raid5 sdd1[3] sdc1[2] sdb1[1] sda1[0]\n      \
+            5860147200 blocks super 1.2 level 5, 512k chunk, algorithm 2 [4/4] [UUUU]\n      \
+            [==>..................]  resync = 12.3% (240293376/1953382400) finish=150.2min \
+            speed=190045K/sec\n      bitmap: 13/15 pages [52KB], 65536KB chunk\n\n\
+            unused devices: <none>\n";
+        let arrays = parse_mdstat(text);
+        assert_eq!(arrays.len(), 1);
+        let md5 = &arrays[0];
+        assert_eq!((md5.name.as_str(), md5.level.as_str()), ("md5", "raid5"));
+        assert_eq!((md5.raid_disks, md5.active_disks, md5.failed_disks), (4, 4, 0));
+        assert!(!md5.degraded);
+        assert_eq!(md5.size_kib, 5_860_147_200);
+        assert_eq!(md5.sync_action, "resync");
+        assert_eq!(md5.sync_progress_ratio, Some(240_293_376.0 / 1_953_382_400.0));
+        assert_eq!(md5.sync_speed_kib_per_second, Some(190_045));
+        assert_eq!(md5.sync_remaining_seconds, Some(9012.0));
+    }
+
     #[test]
     fn fixture_md201_check() {
         let arrays = collect(&fixture("linux-procfs"));
