@@ -145,12 +145,16 @@ pub struct PortCheckConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct HttpCheckConfig {
     pub name: String,
-    /// `http://HOST[:PORT][/PATH]`; `https://` is not supported yet.
+    /// `http://HOST[:PORT][/PATH]` or `https://…`.
     pub url: String,
     #[serde(default = "http_ok")]
     pub expected_status: u16,
     #[serde(default = "yes")]
     pub critical: bool,
+    /// For `https://`: the CA certificate(s) (PEM) to trust instead of the system's bundle,
+    /// e.g. a customer's internal CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -529,6 +533,7 @@ mod tests {
                 url: "http://127.0.0.1:8080/health".into(),
                 expected_status: 200,
                 critical: true,
+                ca_file: None,
             }],
         };
         assert_eq!(config.services, services);
@@ -546,9 +551,9 @@ mod tests {
             "/etc/vigil/agent.toml: key `services.ports[1].port`: must be between 1 and 65535"
         );
         assert_eq!(
-            load("[[services.http]]\nname = \"a\"\nurl = \"https://example.com/\"\n"),
-            "/etc/vigil/agent.toml: key `services.http[0].url`: \"https://example.com/\": \
-             https:// is not supported yet; use http://"
+            load("[[services.http]]\nname = \"a\"\nurl = \"ftp://example.com/\"\n"),
+            "/etc/vigil/agent.toml: key `services.http[0].url`: \"ftp://example.com/\" is not \
+             a URL like http://127.0.0.1:8080/health"
         );
         assert_eq!(
             load("[[services.units]]\nname = \"nginx\"\n"),

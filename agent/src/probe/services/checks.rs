@@ -4,11 +4,18 @@
 //! [`HostRoot`], so they work on fixture trees; a process that exits mid-scan is skipped. Port
 //! and HTTP checks talk to the network as the agent sees it, so they only run on the live root.
 //! HTTP is a minimal HTTP/1.1 `GET` over a [`TcpStream`] that reads the status line and
-//! nothing else: enough to say "answers with 200", without an HTTP client crate.
+//! nothing else: enough to say "answers with 200", without an HTTP client crate. `https://`
+//! runs the same request over rustls, verifying the server against the system's CA bundle or
+//! the check's own `ca_file` (an expired or untrusted certificate is the check's error).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use vigil_tls::rustls::pki_types::ServerName;
+use vigil_tls::rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use vigil_proto::v1::{HttpCheck, PortCheck, ProcessCheck};
 
@@ -125,7 +132,7 @@ pub fn http_not_run(config: &HttpCheckConfig, error: &str) -> HttpCheck {
 pub fn http_check(config: &HttpCheckConfig, timeout: Duration) -> HttpCheck {
     let started = Instant::now();
     let mut check = http_not_run(config, "");
-    match http_status(&config.url, started + timeout) {
+    match http_status(&config.url, config.ca_file.as_deref(), started + timeout) {
         Ok(status) => {
             check.status_code = Some(u32::from(status));
             check.ok = status == config.expected_status;
@@ -139,9 +146,12 @@ pub fn http_check(config: &HttpCheckConfig, timeout: Duration) -> HttpCheck {
     check
 }
 
-/// An `http://` URL split into what a request needs.
+/// An `http://` or `https://` URL split into what a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`: the request goes over TLS, verified against the system's CA bundle or the
+    /// check's `ca_file`.
+    pub tls: bool,
     /// Host name or address, IPv6 without brackets.
     pub host: String,
     pub port: u16,
@@ -152,14 +162,14 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    /// Parses `http://HOST[:PORT][/PATH]`. `https://` is refused (not supported yet), and so
-    /// is user info; a fragment is dropped.
+    /// Parses `http[s]://HOST[:PORT][/PATH]`. User info is refused; a fragment is dropped.
     pub fn parse(url: &str) -> Result<Self, String> {
-        if url.starts_with("https://") {
-            return Err(format!("{url:?}: https:// is not supported yet; use http://"));
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!("{url:?} is not a URL like http://127.0.0.1:8080/health"));
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
+                return Err(format!("{url:?} is not a URL like http://127.0.0.1:8080/health"));
+            }
         };
         let rest = rest.split('#').next().unwrap_or("");
         let (authority, path) = match rest.find(['/', '?']) {
@@ -191,34 +201,103 @@ impl HttpUrl {
             return Err(format!("{url:?} has no host"));
         }
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(port) => match port.parse::<u16>() {
                 Ok(port) if port > 0 => port,
                 _ => return Err(format!("{url:?}: {port:?} is not a port")),
             },
         };
-        Ok(Self { host: host.to_owned(), port, authority: authority.to_owned(), path })
+        Ok(Self { tls, host: host.to_owned(), port, authority: authority.to_owned(), path })
     }
 }
 
 /// The status code the server answers a `GET` of `url` with, before `deadline`.
-fn http_status(url: &str, deadline: Instant) -> Result<u16, String> {
+fn http_status(url: &str, ca_file: Option<&Path>, deadline: Instant) -> Result<u16, String> {
     let url = HttpUrl::parse(url)?;
-    let mut stream = connect(&url.host, url.port, deadline)?;
+    let tcp = connect(&url.host, url.port, deadline)?;
+    // Timeouts are set on the socket, whether TLS runs over it or not.
+    let timeouts = tcp.try_clone().map_err(|e| e.to_string())?;
+    let set_timeout = move |timeout: Duration| {
+        timeouts.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        timeouts.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())
+    };
+    if !url.tls {
+        return exchange(tcp, &url, deadline, set_timeout);
+    }
+    let config = tls_config(ca_file)?;
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|_| format!("{:?} is not a name TLS can verify", url.host))?;
+    let connection = ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
+    exchange(StreamOwned::new(connection, tcp), &url, deadline, set_timeout)
+}
+
+/// Well-known locations of the system's CA bundle (Debian/Ubuntu, RHEL/Fedora, SUSE, Alpine).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The TLS client for an HTTPS check: TLS 1.2/1.3, HTTP/1.1, roots from `ca_file` or the
+/// system bundle (read once per process).
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    static SYSTEM: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let build = |certs: Vec<vigil_tls::rustls::pki_types::CertificateDer<'static>>| {
+        let mut roots = vigil_tls::rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err("no usable CA certificate".to_owned());
+        }
+        let provider = Arc::new(vigil_tls::rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    };
+    match ca_file {
+        Some(path) => build(vigil_tls::pem::read_certs(path).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => SYSTEM
+            .get_or_init(|| {
+                let path = SYSTEM_CA_BUNDLES
+                    .iter()
+                    .map(Path::new)
+                    .find(|p| p.exists())
+                    .ok_or("no system CA bundle found; set ca_file for this check")?;
+                build(vigil_tls::pem::read_certs(path).map_err(|e| e.to_string())?)
+            })
+            .clone(),
+    }
+}
+
+/// Sends the `GET` on `stream` and reads up to the status line; `set_timeout` bounds each
+/// read and write by what is left before `deadline`.
+fn exchange<S: Read + Write>(
+    mut stream: S,
+    url: &HttpUrl,
+    deadline: Instant,
+    set_timeout: impl Fn(Duration) -> Result<(), String>,
+) -> Result<u16, String> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: vigil-agent\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n",
         url.path, url.authority
     );
-    stream.set_write_timeout(Some(remaining(deadline)?)).map_err(|e| e.to_string())?;
+    set_timeout(remaining(deadline)?)?;
     stream.write_all(request.as_bytes()).map_err(|e| io_error("sending the request", &e))?;
+    stream.flush().map_err(|e| io_error("sending the request", &e))?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     while !answer.contains(&b'\n') {
         if answer.len() >= MAX_STATUS_LINE {
             return Err(format!("no status line in the first {MAX_STATUS_LINE} bytes"));
         }
-        stream.set_read_timeout(Some(remaining(deadline)?)).map_err(|e| e.to_string())?;
+        set_timeout(remaining(deadline)?)?;
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),

@@ -141,6 +141,7 @@ fn network_checks_are_not_run_under_a_root() {
             url: "http://127.0.0.1/".into(),
             expected_status: 200,
             critical: false,
+            ca_file: None,
         }],
         ..ServicesConfig::default()
     };
@@ -233,7 +234,7 @@ fn http_server(answers: Vec<&'static str>) -> (u16, std::thread::JoinHandle<Vec<
 }
 
 fn http_config(url: String, expected_status: u16) -> HttpCheckConfig {
-    HttpCheckConfig { name: "web".into(), url, expected_status, critical: true }
+    HttpCheckConfig { name: "web".into(), url, expected_status, critical: true, ca_file: None }
 }
 
 #[test]
@@ -335,6 +336,7 @@ fn status_lines() {
 #[test]
 fn urls() {
     let url = |host: &str, port, authority: &str, path: &str| HttpUrl {
+        tls: false,
         host: host.into(),
         port,
         authority: authority.into(),
@@ -352,7 +354,7 @@ fn urls() {
     assert_eq!(HttpUrl::parse("http://[::1]/a"), Ok(url("::1", 80, "[::1]", "/a")));
     assert_eq!(
         HttpUrl::parse("https://example.com/"),
-        Err("\"https://example.com/\": https:// is not supported yet; use http://".into())
+        Ok(HttpUrl { tls: true, ..url("example.com", 443, "example.com", "/") })
     );
     assert_eq!(
         HttpUrl::parse("example.com"),
@@ -688,4 +690,73 @@ mod over_dbus {
         assert!(!data.systemd_available);
         assert_eq!(data.systemd_message, "systemd is not read under --root");
     }
+}
+
+/// A TLS server on 127.0.0.1 with a certificate from a CA made here, answering one request.
+fn https_server(answer: &'static str) -> (u16, tempfile::TempDir, std::thread::JoinHandle<()>) {
+    use vigil_tls::rustls;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        // Two connections: one from a client that does not trust the CA, one that does.
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = [0u8; 512];
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            if request.ends_with(b"\r\n\r\n") {
+                let _ = tls.write_all(answer.as_bytes());
+                let _ = tls.flush();
+            }
+        }
+    });
+    (port, dir, handle)
+}
+
+#[test]
+fn https_checks_verify_the_server_against_the_configured_ca() {
+    let (port, dir, server) = https_server("HTTP/1.1 204 No Content\r\n\r\n");
+    let url = format!("https://localhost:{port}/health");
+    // Not trusted: the system bundle does not know this CA.
+    let untrusted = http_check(&http_config(url.clone(), 204), Duration::from_secs(5));
+    assert!(!untrusted.ok);
+    assert_eq!(untrusted.status_code, None);
+    assert!(untrusted.error.contains("certificate"), "{untrusted:?}");
+    // Trusted through ca_file.
+    let config =
+        HttpCheckConfig { ca_file: Some(dir.path().join("ca.pem")), ..http_config(url, 204) };
+    let check = http_check(&config, Duration::from_secs(5));
+    assert!(check.ok, "{check:?}");
+    assert_eq!(check.status_code, Some(204));
+    server.join().unwrap();
 }
