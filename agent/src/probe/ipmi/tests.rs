@@ -1,5 +1,3 @@
-use std::sync::{Arc, Mutex};
-
 use vigil_proto::v1::IpmiSensor;
 
 use super::*;
@@ -284,30 +282,7 @@ fn the_first_run_reports_only_the_latest_entries() {
     assert_eq!(ids, (0x30 - FIRST_RUN_EVENTS as u32 + 1..=0x30).collect::<Vec<_>>());
 }
 
-/// Collects every log line written while `f` runs on this thread.
-fn logs(f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
+use crate::probe::command::testing::logs;
 
 #[test]
 fn missing_ipmitool_is_unavailable_logged_once_and_not_respawned_before_the_interval() {
