@@ -3,12 +3,15 @@
 //! [`Validate`] checks what types cannot. The example file `packaging/config/collector.example.toml`
 //! is generated from [`CollectorConfig::default`] and a test fails when it drifts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vigil_config::{FieldError, Validate, duration};
+
+use crate::classify::{RuleOverride, RuleSet};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
@@ -21,6 +24,82 @@ pub struct CollectorConfig {
     pub enrollment: EnrollmentConfig,
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
+    pub incidents: IncidentsConfig,
+    /// Overrides of the built-in fault rules, by rule id (`[rules."filesystem.usage"]`):
+    /// `enabled`, `level`, `open_after`, `clear_after`, `threshold`, `min_free_bytes`, `names`.
+    /// The rule ids and their defaults are listed in docs/rules.md.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, RuleOverride>,
+    /// Per-customer settings, by customer name (`[customers.acme]`): `min_silence` and `rules`
+    /// (the same keys as `[rules]`, applied over them).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub customers: BTreeMap<String, CustomerConfig>,
+}
+
+/// `[customers.<name>]`: what differs for one customer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerConfig {
+    /// Overrides `ingest.min_silence` for this customer's hosts.
+    #[serde(with = "vigil_config::duration::option", skip_serializing_if = "Option::is_none")]
+    pub min_silence: Option<Duration>,
+    pub rules: BTreeMap<String, RuleOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct IncidentsConfig {
+    /// After the collector starts (or takes over), silence is judged only from this long
+    /// later, so a restart or failover opens nothing while agents reconnect.
+    #[serde(with = "duration")]
+    pub start_grace: Duration,
+    /// A host whose agent said goodbye (stop, reboot, upgrade) is "silent" only when it has
+    /// not reported for this long after the goodbye.
+    #[serde(with = "duration")]
+    pub planned_downtime_grace: Duration,
+    /// A site outage needs at least this many hosts falling silent...
+    pub site_outage_min_hosts: u32,
+    /// ...and at least this share of the site's hosts...
+    pub site_outage_ratio: f64,
+    /// ...within this long of each other. Then one site incident groups the host incidents.
+    #[serde(with = "duration")]
+    pub site_outage_window: Duration,
+    /// A condition that changes state this many times within `flap_window` is flapping: its
+    /// incident is held open and marked instead of resolving and reopening.
+    pub flap_changes: u32,
+    #[serde(with = "duration")]
+    pub flap_window: Duration,
+    /// A condition returning within this long after its incident resolved reopens that
+    /// incident (and counts a recurrence) instead of opening a new one.
+    #[serde(with = "duration")]
+    pub reopen_within: Duration,
+    /// Resolved incidents are closed this long after resolution.
+    #[serde(with = "duration")]
+    pub close_after: Duration,
+    /// Events found in replayed (late) reports raise an incident when their level is this or
+    /// more severe (1–4); the others are only recorded on the host's timeline.
+    pub late_event_max_level: u8,
+    /// How often silence, site outages and closing are judged.
+    #[serde(with = "duration")]
+    pub sweep_every: Duration,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        Self {
+            start_grace: Duration::from_secs(120),
+            planned_downtime_grace: Duration::from_secs(15 * 60),
+            site_outage_min_hosts: 3,
+            site_outage_ratio: 0.5,
+            site_outage_window: Duration::from_secs(120),
+            flap_changes: 4,
+            flap_window: Duration::from_secs(30 * 60),
+            reopen_within: Duration::from_secs(24 * 3600),
+            close_after: Duration::from_secs(7 * 86_400),
+            late_event_max_level: 3,
+            sweep_every: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for CollectorConfig {
@@ -33,6 +112,9 @@ impl Default for CollectorConfig {
             enrollment: EnrollmentConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
+            incidents: IncidentsConfig::default(),
+            rules: BTreeMap::new(),
+            customers: BTreeMap::new(),
         }
     }
 }
@@ -281,6 +363,58 @@ impl Validate for CollectorConfig {
         }
         if self.retention.sweep_every < Duration::from_secs(1) {
             return Err(FieldError::new("retention.sweep_every", "must be at least 1s"));
+        }
+        self.incidents.validate()?;
+        self.rule_sets()?;
+        Ok(())
+    }
+}
+
+impl CollectorConfig {
+    /// The effective rules: the global set and one per customer with overrides.
+    pub fn rule_sets(&self) -> Result<crate::incidents::CustomerRules, FieldError> {
+        let global = RuleSet::new(&self.rules, None)?;
+        let mut customers = BTreeMap::new();
+        for (name, customer) in &self.customers {
+            if !customer.rules.is_empty() {
+                let set = RuleSet::new(&self.rules, Some((name.as_str(), &customer.rules)))?;
+                customers.insert(name.clone(), set);
+            }
+        }
+        Ok(crate::incidents::CustomerRules { global, customers })
+    }
+
+    /// How long without a report makes a host of `customer` silent (before 3 × interval).
+    pub fn min_silence(&self, customer: &str) -> Duration {
+        self.customers.get(customer).and_then(|c| c.min_silence).unwrap_or(self.ingest.min_silence)
+    }
+}
+
+impl IncidentsConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.site_outage_min_hosts < 2 {
+            return Err(FieldError::new("incidents.site_outage_min_hosts", "must be at least 2"));
+        }
+        if !(self.site_outage_ratio > 0.0 && self.site_outage_ratio <= 1.0) {
+            return Err(FieldError::new(
+                "incidents.site_outage_ratio",
+                "must be more than 0 and at most 1",
+            ));
+        }
+        if self.flap_changes < 2 {
+            return Err(FieldError::new("incidents.flap_changes", "must be at least 2"));
+        }
+        if !(1..=4).contains(&self.late_event_max_level) {
+            return Err(FieldError::new("incidents.late_event_max_level", "must be 1, 2, 3 or 4"));
+        }
+        for (key, value) in [
+            ("incidents.flap_window", self.flap_window),
+            ("incidents.site_outage_window", self.site_outage_window),
+            ("incidents.sweep_every", self.sweep_every),
+        ] {
+            if value.is_zero() {
+                return Err(FieldError::new(key, "must be longer than 0s"));
+            }
         }
         Ok(())
     }

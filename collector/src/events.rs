@@ -4,6 +4,7 @@
 
 use crate::ids::HostId;
 use crate::metrics as m;
+use crate::store::{IncidentChange, incident_number};
 
 /// Why a report or stream was refused; the label of `vigil_ingest_reports_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,5 +209,33 @@ impl RetentionSwept {
             .increment(self.receipts);
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "rollups_5m")
             .increment(self.rollups);
+    }
+}
+
+/// The collector opened, changed or resolved an incident.
+#[derive(Debug)]
+pub struct IncidentChanged<'a> {
+    pub change: &'a IncidentChange,
+}
+
+impl IncidentChanged<'_> {
+    pub fn emit(&self) {
+        let c = self.change;
+        tracing::info!(
+            incident = %incident_number(c.incident_id),
+            change = c.change,
+            level = c.level,
+            rule = %c.rule,
+            resource = %c.resource,
+            "incident {}", c.change
+        );
+        let level = match c.level {
+            1 => "1",
+            2 => "2",
+            3 => "3",
+            _ => "4",
+        };
+        metrics::counter!(m::INCIDENT_CHANGES_TOTAL, "change" => c.change, "level" => level)
+            .increment(1);
     }
 }

@@ -30,6 +30,11 @@ struct Cli {
     /// HTTP listen address for the API and /metrics; overrides `http.listen`.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<std::net::SocketAddr>,
+    /// FOR TESTS ONLY: run on a manual clock starting at `now`, `now+DURATION` (e.g.
+    /// `now+10m`) or an RFC 3339 time; it then moves only through `POST /api/v1/test-clock`.
+    /// Certificates are issued on this clock, so agents need it near the real time.
+    #[arg(long, value_name = "START", value_parser = parse_clock_start)]
+    test_clock: Option<i64>,
     /// Log filter, e.g. `info` or `vigil_collector=debug` (also RUST_LOG).
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     log: String,
@@ -110,7 +115,10 @@ fn main() -> ExitCode {
         let handle = metrics::install()?;
         server::run(
             config,
-            Arc::new(clock::SystemClock),
+            match cli.test_clock {
+                Some(start) => server::RunClock::Test(Arc::new(clock::ManualClock::new(start))),
+                None => server::RunClock::System(Arc::new(clock::SystemClock)),
+            },
             Some(handle),
             |bound| {
                 // One machine-readable line on stdout for scripts and tests.
@@ -130,6 +138,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_clock_start(text: &str) -> Result<i64, String> {
+    let now = || clock::Clock::now_ms(&clock::SystemClock);
+    if text == "now" {
+        return Ok(now());
+    }
+    if let Some(offset) = text.strip_prefix("now+") {
+        let by = humantime::parse_duration(offset)
+            .map_err(|e| format!("{offset:?} is not a duration like 10m: {e}"))?;
+        return Ok(now() + by.as_millis() as i64);
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!(
+            "{text:?} is not `now`, `now+10m` or an RFC 3339 time like 2026-01-05T09:00:00Z: {e}"
+        )
+    })?;
+    let since = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    Ok(since.as_millis() as i64)
 }
 
 async fn shutdown_signal() {

@@ -17,6 +17,7 @@ pub const BUILD_INFO: &str = "vigil_build_info";
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
+pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -63,6 +64,11 @@ fn describe() {
         "Connections closed at once because grpc.max_connections was reached."
     );
     describe_counter!(ENROLLMENTS_TOTAL, "Enroll and Renew calls, by call and outcome.");
+    describe_counter!(
+        INCIDENT_CHANGES_TOTAL,
+        "Incident changes made by the collector (opened, reopened, level, event, resolved, \
+         flapping, grouped), by change and level."
+    );
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::clock::SharedClock;
+use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::CollectorConfig;
 use crate::enroll::EnrollmentService;
+use crate::incidents::{Evaluator, Policy, silence};
 use crate::ingest::revocation::Revocations;
 use crate::ingest::{IngestService, commit::CommitQueue};
+use crate::maintenance::Maintenance;
 use crate::pki::{CaFiles, CertificateAuthority};
 use crate::store::{ApiTokenRecord, Role, Store, sqlite::SqliteStore};
 use crate::{secret, tasks, tls};
@@ -81,15 +83,46 @@ fn join_url(config: &CollectorConfig, bound: SocketAddr) -> String {
     format!("https://{host}:{}", bound.port())
 }
 
+/// The clock a collector runs on: the system's, or a manual one for end-to-end tests that
+/// operators move through the API (`POST /api/v1/test-clock`).
+#[derive(Debug, Clone)]
+pub enum RunClock {
+    System(SharedClock),
+    Test(Arc<ManualClock>),
+}
+
+impl RunClock {
+    fn shared(&self) -> SharedClock {
+        match self {
+            Self::System(clock) => clock.clone(),
+            Self::Test(clock) => clock.clone(),
+        }
+    }
+}
+
 /// Starts the collector; `on_ready` is called once both listeners are bound and the store is
 /// open, then the server runs until `shutdown` completes.
 pub async fn run(
     config: CollectorConfig,
-    clock: SharedClock,
+    run_clock: RunClock,
     metrics: Option<PrometheusHandle>,
     on_ready: impl FnOnce(Bound),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let clock = run_clock.shared();
+    let test_clock = match &run_clock {
+        RunClock::Test(clock) => {
+            tracing::warn!(
+                now = %crate::clock::rfc3339(clock.now_ms()),
+                "RUNNING ON A TEST CLOCK: time moves only through POST /api/v1/test-clock; \
+                 never run a production collector like this"
+            );
+            Some(clock.clone())
+        }
+        RunClock::System(_) => None,
+    };
+    let rules =
+        config.rule_sets().map_err(|e| anyhow::anyhow!("key `{}`: {}", e.key, e.message))?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)
             .await
@@ -148,13 +181,39 @@ pub async fn run(
     let bound = Bound { grpc: grpc_addr, http: http_addr, ca_sha256: ca.fingerprint().to_owned() };
     bootstrap_admin(store.as_ref(), &config, now).await?;
 
-    let queue =
-        CommitQueue::spawn(store.clone(), config.ingest.max_batch, 4 * config.ingest.max_batch);
+    let maintenance = Maintenance::default();
+    maintenance.reload(store.as_ref()).await.context("loading maintenance windows")?;
+    let evaluation = Evaluator::new(
+        store.clone(),
+        clock.clone(),
+        Policy::new(rules, &config.incidents),
+        maintenance.clone(),
+    )
+    .spawn();
+    let queue = CommitQueue::spawn(
+        store.clone(),
+        Some(evaluation),
+        config.ingest.max_batch,
+        4 * config.ingest.max_batch,
+    );
     tasks::spawn_retention(store.clone(), clock.clone(), config.retention.clone());
+    silence::spawn_sweeper(
+        store.clone(),
+        clock.clone(),
+        Arc::new(config.clone()),
+        maintenance.clone(),
+    );
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let revocations = Revocations::spawn(store.clone(), config.ingest.revocation_poll).await;
-    let ingest =
-        IngestService::new(store.clone(), queue, clock.clone(), revocations, &config.ingest);
+    let ingest = IngestService::new(
+        store.clone(),
+        queue,
+        clock.clone(),
+        revocations,
+        &config.ingest,
+        stop_rx.clone(),
+    );
     let enrollment = EnrollmentService::new(
         store.clone(),
         ca.clone(),
@@ -170,13 +229,14 @@ pub async fn run(
         open_metrics: config.http.open_metrics,
         join_url: join_url(&config, grpc_addr),
         ca_sha256: ca.fingerprint().to_owned(),
+        maintenance,
+        test_clock,
     });
     let limits = tls::Limits {
         max_connections: config.grpc.max_connections,
         handshake_timeout: config.grpc.handshake_timeout,
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -232,6 +232,24 @@ pub mod duration {
         s.serialize_str(&format(*value))
     }
 
+    /// For `Option<Duration>` fields (with `#[serde(default)]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+
+        pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(value) => super::serialize(value, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+
     /// The shortest exact form in one unit: `"400days"`, `"1h"`, `"90s"`, `"250ms"`.
     pub fn format(value: Duration) -> String {
         let secs = value.as_secs();
@@ -239,6 +257,7 @@ pub mod duration {
             return format!("{}ms", value.as_millis());
         }
         match secs {
+            86_400 => "1day".to_owned(),
             s if s % 86_400 == 0 => format!("{}days", s / 86_400),
             s if s % 3600 == 0 => format!("{}h", s / 3600),
             s if s % 60 == 0 => format!("{}m", s / 60),

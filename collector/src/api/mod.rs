@@ -6,6 +6,8 @@ pub mod admin;
 pub mod auth;
 pub mod hosts;
 pub mod https;
+pub mod incidents;
+pub mod maintenance;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,9 @@ use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use crate::clock::SharedClock;
+use crate::clock::{ManualClock, SharedClock};
 use crate::error::{ErrorCode, HasErrorCode};
+use crate::maintenance::Maintenance;
 use crate::metrics as m;
 use crate::status::{HostStatus, host_status};
 use crate::store::Store;
@@ -36,6 +39,10 @@ pub struct AppState {
     pub join_url: String,
     /// SHA-256 of the CA certificate, printed in join commands.
     pub ca_sha256: String,
+    /// The maintenance windows in force (reloaded after each change).
+    pub maintenance: Maintenance,
+    /// Set only when the collector runs on a test clock.
+    pub test_clock: Option<Arc<ManualClock>>,
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -59,6 +66,18 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/api-tokens", get(admin::list_api_tokens).post(admin::create_api_token))
         .route("/api/v1/api-tokens/{id}", delete(admin::revoke_api_token))
         .route("/api/v1/audit", get(admin::audit_log))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::show))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{id}/assign", post(incidents::assign))
+        .route("/api/v1/incidents/{id}/notes", post(incidents::note))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/api/v1/maintenance", get(maintenance::list).post(maintenance::create))
+        .route("/api/v1/maintenance/{id}", delete(maintenance::remove))
+        .route(
+            "/api/v1/test-clock",
+            get(maintenance::test_clock).post(maintenance::move_test_clock),
+        )
         .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
         .with_state(state)
@@ -143,4 +162,27 @@ async fn metrics(
         handle.render(),
     )
         .into_response()
+}
+
+/// A JSON request body whose rejection is an [`ApiError`] (`invalid_argument` naming what is
+/// wrong) instead of axum's plain-text one.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid request body: {}", rejection.body_text()),
+            )),
+        }
+    }
 }

@@ -6,10 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use vigil_collector::ctl::incidents::{incident_detail, incidents_table, maintenance_table};
 use vigil_collector::ctl::{Client, CtlError, host_detail, hosts_table, table};
 
-/// Work with a Vigil collector from the terminal: hosts, customers, enrolment tokens, API
-/// tokens and the audit log.
+/// Work with a Vigil collector from the terminal: hosts, incidents, maintenance windows,
+/// customers, enrolment tokens, API tokens and the audit log.
 ///
 /// Every command needs an API token: `--token`, `VIGIL_TOKEN`, or a file named by
 /// `--token-file` / `VIGIL_TOKEN_FILE`. On first start the collector writes an admin token to
@@ -70,8 +71,104 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// List incidents, worst and newest first (by default only open and acknowledged ones).
+    Incidents {
+        /// States to list: open, acknowledged, resolved, closed, active (= open and
+        /// acknowledged), comma-separated.
+        #[arg(long, default_value = "active")]
+        state: String,
+        /// Every state.
+        #[arg(long, conflicts_with = "state")]
+        all: bool,
+        /// Only this fault level (1–4).
+        #[arg(long)]
+        level: Option<u8>,
+        /// Only this customer (name).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this site (name; with --customer).
+        #[arg(long, requires = "customer")]
+        site: Option<String>,
+        /// Only this host (id or unique prefix).
+        #[arg(long)]
+        host: Option<String>,
+        /// Most incidents to list.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Show or work one incident (INC-000042, or 42).
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+    /// Planned maintenance windows: findings inside one are recorded but open nothing.
+    Maintenance {
+        #[command(subcommand)]
+        action: Option<MaintenanceAction>,
+    },
     /// Show which token this is.
     Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentAction {
+    /// The incident with its timeline.
+    Show { id: String },
+    /// Acknowledge: a person is on it (stops the response clock). Needs the operator role.
+    Ack { id: String },
+    /// Assign to someone.
+    Assign { id: String, assignee: String },
+    /// Add a note to the timeline.
+    Note { id: String, note: String },
+    /// Resolve with the service record: cause and action taken.
+    Resolve {
+        id: String,
+        /// Cause and action taken (required).
+        #[arg(long, short)]
+        note: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MaintenanceAction {
+    /// List windows (the default).
+    List,
+    /// Announce a window. Scope: a customer, a site of it, or a host; optionally some rules.
+    Add(Box<MaintenanceAdd>),
+    /// Delete a window by id.
+    Rm { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct MaintenanceAdd {
+    #[arg(long)]
+    customer: Option<String>,
+    #[arg(long, requires = "customer")]
+    site: Option<String>,
+    /// Host id or unique prefix.
+    #[arg(long)]
+    host: Option<String>,
+    /// Local start time in --time-zone, like 2026-11-28T22:00.
+    #[arg(long)]
+    start: String,
+    /// Length, like 2h or 90m.
+    #[arg(long)]
+    duration: String,
+    /// once, daily, weekly or monthly.
+    #[arg(long, default_value = "once")]
+    recurrence: String,
+    /// IANA time zone, like Europe/Berlin.
+    #[arg(long, default_value = "UTC")]
+    time_zone: String,
+    /// Last local date an occurrence may start, like 2027-03-01.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only these rules (repeatable); default every rule.
+    #[arg(long = "rule")]
+    rules: Vec<String>,
+    /// What the work is.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +408,93 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                 });
                 table(&["WHEN", "WHO", "ACTION", "TARGET", "FROM", "DETAIL"], rows)
             })
+        }
+        Command::Incidents { state, all, level, customer, site, host, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            if !all {
+                query.push(format!("state={}", urlencode(state)));
+            }
+            if let Some(level) = level {
+                query.push(format!("level={level}"));
+            }
+            if let Some(customer) = customer {
+                query.push(format!("customer={}", urlencode(customer)));
+            }
+            if let Some(site) = site {
+                query.push(format!("site={}", urlencode(site)));
+            }
+            if let Some(host) = host {
+                query.push(format!("host={}", client.resolve_host(host).await?));
+            }
+            let path = format!("/api/v1/incidents?{}", query.join("&"));
+            out(client.get(&path).await?, &|v| incidents_table(v, now_ms()))
+        }
+        Command::Incident { action } => {
+            let (id, verb, body) = match action {
+                IncidentAction::Show { id } => {
+                    let v = client.get(&format!("/api/v1/incidents/{}", urlencode(id))).await?;
+                    return Ok(out(v, &incident_detail));
+                }
+                IncidentAction::Ack { id } => (id, "ack", json!({})),
+                IncidentAction::Assign { id, assignee } => {
+                    (id, "assign", json!({ "assignee": assignee }))
+                }
+                IncidentAction::Note { id, note } => (id, "notes", json!({ "note": note })),
+                IncidentAction::Resolve { id, note } => (id, "resolve", json!({ "note": note })),
+            };
+            let v =
+                client.post(&format!("/api/v1/incidents/{}/{verb}", urlencode(id)), body).await?;
+            out(v, &|v| {
+                format!(
+                    "{} {} (L{} {}: {})\n",
+                    s(&v["number"]),
+                    s(&v["state"]),
+                    s(&v["level"]),
+                    s(&v["rule"]),
+                    s(&v["summary"])
+                )
+            })
+        }
+        Command::Maintenance { action: None | Some(MaintenanceAction::List) } => {
+            out(client.get("/api/v1/maintenance").await?, &maintenance_table)
+        }
+        Command::Maintenance { action: Some(MaintenanceAction::Add(add)) } => {
+            let MaintenanceAdd {
+                customer,
+                site,
+                host,
+                start,
+                duration,
+                recurrence,
+                time_zone,
+                until,
+                rules,
+                reason,
+            } = add.as_ref();
+            let host = match host {
+                Some(host) => Some(client.resolve_host(host).await?),
+                None => None,
+            };
+            let body = json!({
+                "customer": customer, "site": site, "host": host, "start": start,
+                "duration": duration, "recurrence": recurrence, "time_zone": time_zone,
+                "until": until, "rules": rules, "reason": reason,
+            });
+            out(client.post("/api/v1/maintenance", body).await?, &|v| {
+                format!(
+                    "maintenance window {} created ({} from {} {} for {} ms); next start {}\n",
+                    s(&v["id"]),
+                    s(&v["recurrence"]),
+                    s(&v["start_local"]),
+                    s(&v["time_zone"]),
+                    s(&v["duration_ms"]),
+                    s(&v["next_start"])
+                )
+            })
+        }
+        Command::Maintenance { action: Some(MaintenanceAction::Rm { id }) } => {
+            let v = client.delete(&format!("/api/v1/maintenance/{}", urlencode(id))).await?;
+            out(v, &|_| format!("maintenance window {id} deleted\n"))
         }
         Command::Whoami => out(client.get("/api/v1/whoami").await?, &|v| {
             format!(

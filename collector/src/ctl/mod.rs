@@ -3,6 +3,8 @@
 //! Errors name what failed and exit non-zero: 1 for a server-side failure or an unreachable
 //! collector, 2 for bad arguments.
 
+pub mod incidents;
+
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -161,7 +163,7 @@ fn pct(v: &Value) -> String {
     v.as_f64().map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into())
 }
 
-fn ago(last_seen_ms: Option<i64>, now_ms: i64) -> String {
+pub(crate) fn ago(last_seen_ms: Option<i64>, now_ms: i64) -> String {
     let Some(t) = last_seen_ms else { return "never".into() };
     let secs = ((now_ms - t).max(0) / 1000) as u64;
     match secs {

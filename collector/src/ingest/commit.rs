@@ -1,7 +1,8 @@
 //! Group commit: reports from every stream queue here and are committed together, one
 //! transaction per batch, so `synchronous=FULL` durability costs one fsync per batch instead of
 //! one per report. Each submitter learns its own outcome only after the batch is durable; that
-//! is the moment the stream may acknowledge.
+//! is the moment the stream may acknowledge. Newly stored reports then go on to the incident
+//! stage.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::BatchCommitted;
+use crate::incidents::EvaluationQueue;
 use crate::store::{CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 
 type Reply = oneshot::Sender<StoreResult<CommitOutcome>>;
@@ -21,9 +23,14 @@ pub struct CommitQueue {
 impl CommitQueue {
     /// Starts the committer task. `max_batch` bounds one transaction; `depth` bounds the queue,
     /// so a slow store turns into back-pressure on the streams rather than memory growth.
-    pub fn spawn(store: Arc<dyn Store>, max_batch: usize, depth: usize) -> Self {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        evaluation: Option<EvaluationQueue>,
+        max_batch: usize,
+        depth: usize,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(depth);
-        tokio::spawn(run(store, rx, max_batch));
+        tokio::spawn(run(store, evaluation, rx, max_batch));
         Self { tx }
     }
 
@@ -42,6 +49,7 @@ impl CommitQueue {
 
 async fn run(
     store: Arc<dyn Store>,
+    evaluation: Option<EvaluationQueue>,
     mut rx: mpsc::Receiver<(ReportRecord, Reply)>,
     max_batch: usize,
 ) {
@@ -71,8 +79,18 @@ async fn run(
                     seconds: started.elapsed().as_secs_f64(),
                 }
                 .emit();
-                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                let mut fresh = Vec::with_capacity(stored as usize);
+                for ((reply, outcome), record) in
+                    replies.drain(..).zip(outcomes).zip(records.drain(..))
+                {
                     let _ = reply.send(Ok(outcome));
+                    if outcome == CommitOutcome::Stored {
+                        fresh.push(record);
+                    }
+                }
+                // Acknowledged first; classification follows in its own stage.
+                if let Some(evaluation) = &evaluation {
+                    evaluation.submit(fresh).await;
                 }
             }
             Err(err) => {

@@ -49,6 +49,9 @@ pub struct IngestService {
     limits: validate::ReportLimits,
     live_rate: Arc<RateLimiter<HostId>>,
     replay_gap: Duration,
+    /// Becomes true when the collector stops: open streams end with `UNAVAILABLE` so the
+    /// agents reconnect (elsewhere, or after the restart) instead of holding shutdown up.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl IngestService {
@@ -58,6 +61,7 @@ impl IngestService {
         clock: SharedClock,
         revocations: Revocations,
         config: &IngestConfig,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let limits = validate::ReportLimits {
             max_bytes: config.max_report_bytes,
@@ -74,6 +78,7 @@ impl IngestService {
             limits,
             live_rate: Arc::new(RateLimiter::new(config.live_reports_per_minute)),
             replay_gap: Duration::from_secs(1) / config.replay_reports_per_second.max(1),
+            stopping,
         }
     }
 
@@ -235,6 +240,7 @@ impl IngestService {
         cert_expires_in: Duration,
     ) {
         let mut revoked = self.revocations.subscribe();
+        let mut stopping = self.stopping.clone();
         let expiry = tokio::time::sleep(cert_expires_in);
         tokio::pin!(expiry);
         loop {
@@ -250,6 +256,15 @@ impl IngestService {
                 } => {
                     let status = Status::permission_denied(format!("host {} is revoked", session.host));
                     ReportRejected { reason: RejectReason::PermissionDenied, peer, message: status.message() }.emit();
+                    let _ = pending.send(Pending::Fail(status)).await;
+                    return;
+                }
+                () = async {
+                    if stopping.wait_for(|stop| *stop).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    let status = Status::unavailable("collector is shutting down; reconnect");
                     let _ = pending.send(Pending::Fail(status)).await;
                     return;
                 }

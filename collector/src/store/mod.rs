@@ -11,11 +11,14 @@ use crate::error::{ErrorCode, HasErrorCode};
 use crate::ids::{CustomerId, HostId, SiteId};
 
 mod access;
+mod incidents;
 pub mod sqlite;
+mod sqlite_incidents;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use access::*;
+pub use incidents::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -234,6 +237,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         receipts_before: UnixMs,
         rollups_before: UnixMs,
     ) -> StoreResult<PruneStats>;
+
+    // ---- classification and incidents ----
+    /// The stored classifier state of each of `hosts` that exists, with its tenancy.
+    async fn eval_states(&self, hosts: &[HostId]) -> StoreResult<Vec<HostEvalState>>;
+    /// Applies a batch of evaluations in one transaction: classifier state, host timeline
+    /// entries and incident operations, in order. A resolved incident of the same fingerprint
+    /// reopens when raised again within `reopen_within_ms`.
+    async fn apply_evaluations(
+        &self,
+        batch: &[HostEvaluation],
+        reopen_within_ms: i64,
+        now: UnixMs,
+    ) -> StoreResult<Vec<IncidentChange>>;
+    /// Newest first.
+    async fn list_incidents(&self, filter: &IncidentFilter) -> StoreResult<Vec<IncidentRow>>;
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>>;
+    /// Oldest first.
+    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>>;
+    /// A person works an incident. `NotFound` for an unknown id, `Conflict` when the action
+    /// does not fit its state (acknowledging a resolved incident).
+    async fn work_incident(
+        &self,
+        id: i64,
+        action: &IncidentAction,
+        actor: &str,
+        now: UnixMs,
+    ) -> StoreResult<IncidentRow>;
+    /// Closes incidents resolved before `resolved_before`; returns how many.
+    async fn close_resolved(&self, resolved_before: UnixMs, now: UnixMs) -> StoreResult<u64>;
+
+    // ---- maintenance windows ----
+    /// Stores a window; the name fields of the row are ignored.
+    async fn create_maintenance(&self, window: &MaintenanceWindowRow) -> StoreResult<()>;
+    async fn list_maintenance(&self) -> StoreResult<Vec<MaintenanceWindowRow>>;
+    /// Returns false when there was no such window.
+    async fn delete_maintenance(&self, id: &str) -> StoreResult<bool>;
 
     /// Cheap check that the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

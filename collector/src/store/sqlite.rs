@@ -18,15 +18,15 @@ use super::*;
 
 #[derive(Debug)]
 pub struct SqliteStore {
-    read: SqlitePool,
-    write: Mutex<SqliteConnection>,
+    pub(super) read: SqlitePool,
+    pub(super) write: Mutex<SqliteConnection>,
 }
 
-fn unavailable(err: sqlx::Error) -> StoreError {
+pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-fn parse_id<T: FromStr>(text: &str) -> StoreResult<T> {
+pub(super) fn parse_id<T: FromStr>(text: &str) -> StoreResult<T> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
 }
 
@@ -926,6 +926,57 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn eval_states(&self, hosts: &[HostId]) -> StoreResult<Vec<HostEvalState>> {
+        self.eval_states_impl(hosts).await
+    }
+
+    async fn apply_evaluations(
+        &self,
+        batch: &[HostEvaluation],
+        reopen_within_ms: i64,
+        now: UnixMs,
+    ) -> StoreResult<Vec<IncidentChange>> {
+        self.apply_evaluations_impl(batch, reopen_within_ms, now).await
+    }
+
+    async fn list_incidents(&self, filter: &IncidentFilter) -> StoreResult<Vec<IncidentRow>> {
+        self.list_incidents_impl(filter).await
+    }
+
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>> {
+        self.get_incident_impl(id).await
+    }
+
+    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        self.incident_timeline_impl(id).await
+    }
+
+    async fn work_incident(
+        &self,
+        id: i64,
+        action: &IncidentAction,
+        actor: &str,
+        now: UnixMs,
+    ) -> StoreResult<IncidentRow> {
+        self.work_incident_impl(id, action, actor, now).await
+    }
+
+    async fn close_resolved(&self, resolved_before: UnixMs, now: UnixMs) -> StoreResult<u64> {
+        self.close_resolved_impl(resolved_before, now).await
+    }
+
+    async fn create_maintenance(&self, window: &MaintenanceWindowRow) -> StoreResult<()> {
+        self.create_maintenance_impl(window).await
+    }
+
+    async fn list_maintenance(&self) -> StoreResult<Vec<MaintenanceWindowRow>> {
+        self.list_maintenance_impl().await
+    }
+
+    async fn delete_maintenance(&self, id: &str) -> StoreResult<bool> {
+        self.delete_maintenance_impl(id).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -2,6 +2,8 @@
 //! backend through `store_test_suite!` (SQLite now; PostgreSQL joins with its backend).
 
 use super::*;
+use crate::classify::{FaultLevel, FindingKind};
+use crate::ids::{CustomerId, SiteId};
 
 fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {
     ReportRecord {
@@ -262,6 +264,246 @@ pub async fn events_dedupe_and_goodbye(store: &dyn Store) {
     assert!(store.get_host(HostId::new_random()).await.unwrap().is_none());
 }
 
+fn fingerprint(
+    store_host: HostId,
+    customer: CustomerId,
+    site: SiteId,
+    rule: &str,
+    resource: &str,
+) -> Fingerprint {
+    Fingerprint {
+        customer_id: customer,
+        site_id: site,
+        host_id: Some(store_host),
+        rule: rule.into(),
+        resource: resource.into(),
+    }
+}
+
+fn raise(fp: &Fingerprint, level: FaultLevel, summary: &str) -> IncidentOp {
+    IncidentOp::Raise {
+        fingerprint: fp.clone(),
+        level,
+        summary: summary.into(),
+        kind: FindingKind::State,
+        parent: None,
+        groups: Vec::new(),
+        group_host: false,
+        detail: None,
+    }
+}
+
+async fn apply(store: &dyn Store, ops: Vec<IncidentOp>, now: UnixMs) -> Vec<IncidentChange> {
+    let batch = [HostEvaluation { state: None, ops, host_events: Vec::new() }];
+    store.apply_evaluations(&batch, 86_400_000, now).await.unwrap()
+}
+
+/// A host of acme/main and a fingerprint on it.
+async fn incident_host(store: &dyn Store) -> (HostId, Fingerprint) {
+    let host = enrolled(store, "srv01").await;
+    let row = store.get_host(host).await.unwrap().unwrap();
+    let fp = fingerprint(host, row.customer_id, row.site_id, "raid.degraded", "md0");
+    (host, fp)
+}
+
+pub async fn incidents_are_one_per_fingerprint_and_reopen_within_the_window(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let changes = apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await;
+    assert_eq!(changes.iter().map(|c| c.change).collect::<Vec<_>>(), ["opened"]);
+    let id = changes[0].incident_id;
+    // Raised again: same incident; a new level is recorded on the timeline.
+    apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 2_000).await;
+    let changes = apply(store, vec![raise(&fp, FaultLevel::L1, "md0 failed")], 3_000).await;
+    assert_eq!((changes[0].incident_id, changes[0].change), (id, "level"));
+    let all = store.list_incidents(&IncidentFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].level, all[0].summary.as_str(), all[0].number.as_str()),
+        (1, "md0 failed", incident_number(id).as_str())
+    );
+
+    let resolve = IncidentOp::Resolve { fingerprint: fp.clone(), reason: "cleared".into() };
+    apply(store, vec![resolve.clone()], 4_000).await;
+    let changes = apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 5_000).await;
+    assert_eq!((changes[0].incident_id, changes[0].change), (id, "reopened"));
+    let row = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.recurrences, row.resolved_at_ms), (IncidentState::Open, 1, None));
+
+    // Resolved longer ago than the window: a new incident.
+    apply(store, vec![resolve], 6_000).await;
+    let later = 6_000 + 86_400_000 + 1;
+    let changes = apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], later).await;
+    assert_eq!(changes[0].change, "opened");
+    assert_ne!(changes[0].incident_id, id);
+    let kinds: Vec<String> =
+        store.incident_timeline(id).await.unwrap().into_iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, ["opened", "level", "resolved", "reopened", "resolved"]);
+}
+
+pub async fn people_work_incidents_through_their_states(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    let row =
+        store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 2_000).await.unwrap();
+    assert_eq!(
+        (row.state, row.acknowledged_by.as_deref()),
+        (IncidentState::Acknowledged, Some("token:ann"))
+    );
+    let again = store.work_incident(id, &IncidentAction::Acknowledge, "token:bob", 2_500).await;
+    assert!(matches!(again, Err(StoreError::Conflict(m)) if m.contains("token:ann")));
+    store
+        .work_incident(id, &IncidentAction::Assign("bob".into()), "token:ann", 3_000)
+        .await
+        .unwrap();
+    store
+        .work_incident(id, &IncidentAction::Note("ordered a disk".into()), "token:bob", 3_500)
+        .await
+        .unwrap();
+    let row = store
+        .work_incident(id, &IncidentAction::Resolve("replaced sdb".into()), "token:bob", 4_000)
+        .await
+        .unwrap();
+    assert_eq!(row.state, IncidentState::Resolved);
+    assert_eq!(row.resolution_note.as_deref(), Some("replaced sdb"));
+    assert!(matches!(
+        store.work_incident(id, &IncidentAction::Resolve("x".into()), "token:bob", 4_500).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.work_incident(999_999, &IncidentAction::Acknowledge, "token:bob", 4_500).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A note is still welcome after resolution; closing comes later.
+    store
+        .work_incident(id, &IncidentAction::Note("invoiced".into()), "token:bob", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(store.close_resolved(4_000, 6_000).await.unwrap(), 0);
+    assert_eq!(store.close_resolved(4_001, 6_000).await.unwrap(), 1);
+    let row = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.closed_at_ms), (IncidentState::Closed, Some(6_000)));
+    let timeline = store.incident_timeline(id).await.unwrap();
+    let kinds: Vec<&str> = timeline.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["opened", "acknowledged", "assigned", "note", "resolved", "note", "closed"]);
+    assert_eq!(timeline[4].detail, "replaced sdb");
+    assert_eq!(timeline[4].actor, "token:bob");
+}
+
+pub async fn grouping_files_children_and_resolving_releases_them(store: &dyn Store) {
+    let (host, raid) = incident_host(store).await;
+    let disk =
+        Fingerprint { rule: "smart.failing".into(), resource: "/dev/sda".into(), ..raid.clone() };
+    let other =
+        Fingerprint { rule: "filesystem.full".into(), resource: "/".into(), ..raid.clone() };
+    let disk_id =
+        apply(store, vec![raise(&disk, FaultLevel::L1, "sda failing")], 1_000).await[0].incident_id;
+    let other_id =
+        apply(store, vec![raise(&other, FaultLevel::L2, "/ full")], 1_000).await[0].incident_id;
+    let mut raid_op = raise(&raid, FaultLevel::L2, "md0 degraded");
+    if let IncidentOp::Raise { groups, .. } = &mut raid_op {
+        groups.push("/dev/sda".into());
+    }
+    let raid_id = apply(store, vec![raid_op], 2_000).await[0].incident_id;
+    let parent = |id| async move { store.get_incident(id).await.unwrap().unwrap().parent_id };
+    assert_eq!(parent(disk_id).await, Some(raid_id));
+    assert_eq!(parent(other_id).await, None);
+    let filed = store
+        .list_incidents(&IncidentFilter { parent_id: Some(raid_id), ..IncidentFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(filed.iter().map(|i| i.id).collect::<Vec<_>>(), [disk_id]);
+
+    // A silent host files everything else of the host under its silence incident...
+    let silent =
+        Fingerprint { rule: "host.silent".into(), resource: "host".into(), ..raid.clone() };
+    let mut silent_op = raise(&silent, FaultLevel::L1, "no reports");
+    if let IncidentOp::Raise { group_host, .. } = &mut silent_op {
+        *group_host = true;
+    }
+    let silent_id = apply(store, vec![silent_op], 3_000).await[0].incident_id;
+    assert_eq!(parent(other_id).await, Some(silent_id));
+    assert_eq!(parent(raid_id).await, Some(silent_id));
+    assert_eq!(parent(disk_id).await, Some(raid_id), "already filed stays where it is");
+    // ...and releases them when it resolves.
+    apply(store, vec![IncidentOp::Resolve { fingerprint: silent, reason: "back".into() }], 4_000)
+        .await;
+    assert_eq!(parent(other_id).await, None);
+    assert_eq!(parent(raid_id).await, None);
+
+    // A site incident groups host incidents with explicit Group operations.
+    let row = store.get_host(host).await.unwrap().unwrap();
+    let site = Fingerprint {
+        host_id: None,
+        rule: "site.silent".into(),
+        resource: "main".into(),
+        ..raid.clone()
+    };
+    let site_id =
+        apply(store, vec![raise(&site, FaultLevel::L1, "site down")], 5_000).await[0].incident_id;
+    let site_row = store.get_incident(site_id).await.unwrap().unwrap();
+    assert_eq!((site_row.host_id, site_row.site_id), (None, row.site_id));
+    let changes =
+        apply(store, vec![IncidentOp::Group { child: other.clone(), parent: site.clone() }], 6_000)
+            .await;
+    assert_eq!(changes.iter().map(|c| c.change).collect::<Vec<_>>(), ["grouped"]);
+    assert_eq!(parent(other_id).await, Some(site_id));
+}
+
+pub async fn classifier_state_and_host_events_are_stored_with_the_batch(store: &dyn Store) {
+    let (host, fp) = incident_host(store).await;
+    let states = store.eval_states(&[host, HostId::new_random()]).await.unwrap();
+    assert_eq!(states.len(), 1, "unknown hosts are skipped");
+    assert_eq!((states[0].memory.as_deref(), states[0].customer.as_str()), (None, "acme"));
+    let batch = [HostEvaluation {
+        state: Some((host, "{\"m\":1}".into(), "{\"c\":2}".into())),
+        ops: vec![raise(&fp, FaultLevel::L3, "oom kill")],
+        host_events: vec![(host, "while_disconnected".into(), "k1".into(), "oom kill".into())],
+    }];
+    store.apply_evaluations(&batch, 0, 1_000).await.unwrap();
+    store.apply_evaluations(&batch, 0, 2_000).await.unwrap();
+    let states = store.eval_states(&[host]).await.unwrap();
+    assert_eq!(states[0].memory.as_deref(), Some("{\"m\":1}"));
+    assert_eq!(states[0].conditions.as_deref(), Some("{\"c\":2}"));
+    let events = store.events(host, 10).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "while_disconnected").count(), 1, "deduplicated");
+}
+
+pub async fn maintenance_windows_round_trip(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let row = store.get_host(host).await.unwrap().unwrap();
+    let window = MaintenanceWindowRow {
+        id: "w1".into(),
+        customer_id: row.customer_id,
+        customer: String::new(),
+        site_id: Some(row.site_id),
+        site: None,
+        host_id: Some(host),
+        hostname: None,
+        rules: vec!["raid.degraded".into()],
+        start_local: "2026-11-28T22:00".into(),
+        duration_ms: 7_200_000,
+        recurrence: "weekly".into(),
+        time_zone: "Europe/Berlin".into(),
+        until_local: Some("2027-03-01".into()),
+        reason: "disk swap".into(),
+        created_at_ms: 5,
+        created_by: "token:ann".into(),
+    };
+    store.create_maintenance(&window).await.unwrap();
+    let listed = store.list_maintenance().await.unwrap();
+    let expected = MaintenanceWindowRow {
+        customer: "acme".into(),
+        site: Some("main".into()),
+        hostname: Some("srv01".into()),
+        ..window
+    };
+    assert_eq!(listed, [expected]);
+    assert!(store.delete_maintenance("w1").await.unwrap());
+    assert!(!store.delete_maintenance("w1").await.unwrap());
+    assert!(store.list_maintenance().await.unwrap().is_empty());
+}
+
 macro_rules! store_test_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -288,6 +530,11 @@ macro_rules! store_test_suite {
             case!(rollups_keep_min_avg_max_per_bucket);
             case!(prune_drops_only_old_rows);
             case!(events_dedupe_and_goodbye);
+            case!(incidents_are_one_per_fingerprint_and_reopen_within_the_window);
+            case!(people_work_incidents_through_their_states);
+            case!(grouping_files_children_and_resolving_releases_them);
+            case!(classifier_state_and_host_events_are_stored_with_the_batch);
+            case!(maintenance_windows_round_trip);
         }
     };
 }
