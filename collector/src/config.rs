@@ -25,6 +25,8 @@ pub struct CollectorConfig {
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
     pub incidents: IncidentsConfig,
+    pub sla: SlaConfig,
+    pub notify: NotifyConfig,
     /// Overrides of the built-in fault rules, by rule id (`[rules."filesystem.usage"]`):
     /// `enabled`, `level`, `open_after`, `clear_after`, `threshold`, `min_free_bytes`, `names`.
     /// The rule ids and their defaults are listed in docs/rules.md.
@@ -102,6 +104,75 @@ impl Default for IncidentsConfig {
     }
 }
 
+/// `[sla]`: the SLA clocks. Targets, support hours and receivers are per customer, in its
+/// contract (`vigilctl customers set`); this is how the collector runs them.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlaConfig {
+    /// How often deadlines are checked (warnings, escalations) and notifications delivered.
+    #[serde(with = "duration")]
+    pub sweep_every: Duration,
+    /// The runner lease: the SLA sweep and notification delivery run on one collector at a
+    /// time; another takes over this long after the holder stopped renewing.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self { sweep_every: Duration::from_secs(5), lease_ttl: Duration::from_secs(30) }
+    }
+}
+
+/// `[notify]`: where incident changes are sent.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Receivers used for a support tier whose customer's contract names none.
+    pub default_receivers: Vec<String>,
+    /// Firing incidents are re-posted to Alertmanager receivers this often, each alert with
+    /// `endsAt` four times this far ahead, so Alertmanager resolves them by itself if the
+    /// collector goes quiet.
+    #[serde(with = "duration")]
+    pub alertmanager_repeat: Duration,
+    /// A delivery that failed this many times in a row is given up and marked failed (it stays
+    /// visible on the incident); retries back off from 1 s to 5 min.
+    pub max_attempts: u32,
+    /// Receivers by name (`[notify.receivers.ops]`): `alertmanager = "http://am:9093"`, or
+    /// `webhook = "https://…"` with `secret_file` (the HMAC-SHA256 signing secret).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            default_receivers: Vec::new(),
+            alertmanager_repeat: Duration::from_secs(60),
+            max_attempts: 30,
+            receivers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[notify.receivers.<name>]`: one Alertmanager or one webhook.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Alertmanager base URL; alerts go to `<url>/api/v2/alerts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<String>,
+    /// Webhook URL; each event is POSTed as signed JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// File holding the webhook's signing secret (kept out of the config itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// Extra labels on every alert to this receiver.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
 impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
@@ -113,6 +184,8 @@ impl Default for CollectorConfig {
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
             incidents: IncidentsConfig::default(),
+            sla: SlaConfig::default(),
+            notify: NotifyConfig::default(),
             rules: BTreeMap::new(),
             customers: BTreeMap::new(),
         }
@@ -366,6 +439,7 @@ impl Validate for CollectorConfig {
         }
         self.incidents.validate()?;
         self.rule_sets()?;
+        self.validate_sla()?;
         Ok(())
     }
 }
@@ -387,6 +461,68 @@ impl CollectorConfig {
     /// How long without a report makes a host of `customer` silent (before 3 × interval).
     pub fn min_silence(&self, customer: &str) -> Duration {
         self.customers.get(customer).and_then(|c| c.min_silence).unwrap_or(self.ingest.min_silence)
+    }
+}
+
+impl CollectorConfig {
+    fn validate_sla(&self) -> Result<(), FieldError> {
+        if self.sla.sweep_every.is_zero() {
+            return Err(FieldError::new("sla.sweep_every", "must be longer than 0s"));
+        }
+        if self.sla.lease_ttl < self.sla.sweep_every * 2 {
+            return Err(FieldError::new(
+                "sla.lease_ttl",
+                "must be at least twice sla.sweep_every, or the lease lapses between sweeps",
+            ));
+        }
+        if self.notify.alertmanager_repeat < Duration::from_secs(1) {
+            return Err(FieldError::new("notify.alertmanager_repeat", "must be at least 1s"));
+        }
+        if self.notify.max_attempts == 0 {
+            return Err(FieldError::new("notify.max_attempts", "must be at least 1"));
+        }
+        for name in &self.notify.default_receivers {
+            if !self.notify.receivers.contains_key(name) {
+                return Err(FieldError::new(
+                    "notify.default_receivers",
+                    format!("unknown receiver {name:?}: define it under [notify.receivers.{name}]"),
+                ));
+            }
+        }
+        for (name, r) in &self.notify.receivers {
+            let key = format!("notify.receivers.{name}");
+            let url = match (&r.alertmanager, &r.webhook) {
+                (Some(url), None) => url,
+                (None, Some(url)) => {
+                    if r.secret_file.is_none() {
+                        return Err(FieldError::new(
+                            format!("{key}.secret_file"),
+                            "a webhook needs a signing secret file",
+                        ));
+                    }
+                    url
+                }
+                _ => {
+                    return Err(FieldError::new(
+                        key,
+                        "set exactly one of `alertmanager` or `webhook`",
+                    ));
+                }
+            };
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || reqwest::Url::parse(url).is_err() {
+                return Err(FieldError::new(
+                    key,
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the configured receivers.
+    pub fn receiver_names(&self) -> Vec<&str> {
+        self.notify.receivers.keys().map(String::as_str).collect()
     }
 }
 

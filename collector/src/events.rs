@@ -75,6 +75,50 @@ impl BatchCommitted {
     }
 }
 
+/// One delivery attempt of a notification, and what it came to.
+#[derive(Debug)]
+pub struct NotificationDelivered<'a> {
+    pub delivery: &'a crate::store::DeliveryRow,
+    pub outcome: &'a crate::store::DeliveryOutcome,
+}
+
+impl NotificationDelivered<'_> {
+    pub fn emit(&self) {
+        use crate::store::DeliveryOutcome;
+        let d = self.delivery;
+        let outcome = match self.outcome {
+            DeliveryOutcome::Delivered => {
+                tracing::info!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, "notification delivered");
+                "delivered"
+            }
+            DeliveryOutcome::Retry { error, .. } => {
+                tracing::warn!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification not delivered; will retry");
+                "retry"
+            }
+            DeliveryOutcome::Failed { error } => {
+                tracing::error!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification given up");
+                "failed"
+            }
+        };
+        metrics::counter!(m::NOTIFICATIONS_TOTAL, "outcome" => outcome).increment(1);
+    }
+}
+
+/// The incident stage committed the outcome of these reports.
+#[derive(Debug)]
+pub struct BatchEvaluated<'a> {
+    pub records: &'a [crate::store::ReportRecord],
+}
+
+impl BatchEvaluated<'_> {
+    pub fn emit(&self) {
+        let histogram = metrics::histogram!(m::EVALUATION_LATENCY_SECONDS);
+        for record in self.records {
+            histogram.record(record.received.elapsed().as_secs_f64());
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct StreamOpened<'a> {
     pub host: HostId,

@@ -2,8 +2,10 @@
 //!
 //! Data flows one way: [`ingest`] (validate, identify, commit, acknowledge) → [`classify`]
 //! (findings) → [`incidents`] (hysteresis, silence, grouping) → [`store`] → [`api`] and
-//! [`metrics`] for operators. Every stage reaches state through the [`store::Store`]
-//! trait only, and reads time through [`clock::Clock`].
+//! [`metrics`] for operators. [`sla`] runs the incidents' clocks and escalation and [`notify`]
+//! delivers every change from the store's outbox, both on the holder of the [`lease`]. Every
+//! stage reaches state through the [`store::Store`] trait only, and reads time through
+//! [`clock::Clock`].
 
 pub mod api;
 pub mod classify;
@@ -16,14 +18,17 @@ pub mod events;
 pub mod ids;
 pub mod incidents;
 pub mod ingest;
+pub mod lease;
 pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 pub mod pki;
 pub mod ratelimit;
 pub mod readings;
 pub mod schedule;
 pub mod secret;
 pub mod server;
+pub mod sla;
 pub mod status;
 pub mod store;
 pub mod tasks;

@@ -91,3 +91,43 @@ impl Maintenance {
         windows.iter().find(|w| w.covers(scope, rule, now)).map(|w| w.row.id.clone())
     }
 }
+
+impl Maintenance {
+    /// The stretches of `[from, to)` during which a window covering `rule` at `scope` is
+    /// active: what pauses the SLA clocks of the incidents there. Sorted, may overlap.
+    pub fn paused(
+        &self,
+        scope: Scope,
+        rule: &str,
+        from: UnixMs,
+        to: UnixMs,
+    ) -> Vec<(UnixMs, UnixMs)> {
+        let windows = self.windows.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for w in windows.iter() {
+            let row = &w.row;
+            let in_scope = row.customer_id == scope.customer_id
+                && row.site_id.is_none_or(|site| site == scope.site_id)
+                && row.host_id.is_none_or(|host| Some(host) == scope.host_id)
+                && (row.rules.is_empty() || row.rules.iter().any(|r| r == rule));
+            if !in_scope {
+                continue;
+            }
+            if let Some(occurrence) = w.schedule.occurrence_at(from) {
+                out.push(occurrence);
+            }
+            let mut at = from;
+            // Bounded: a daily window over a year is 366 occurrences.
+            for _ in 0..400 {
+                let Some(start) = w.schedule.next_start(at) else { break };
+                if start >= to {
+                    break;
+                }
+                out.push((start, start + w.schedule.duration().as_millis() as i64));
+                at = start + 1;
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}

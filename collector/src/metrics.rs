@@ -18,6 +18,8 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_tot
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
+pub const NOTIFICATIONS_TOTAL: &str = "vigil_notification_attempts_total";
+pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_seconds";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -25,6 +27,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(COMMIT_DURATION_SECONDS.to_owned()),
             &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(EVALUATION_LATENCY_SECONDS.to_owned()),
+            &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
         )?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(COMMIT_BATCH_REPORTS.to_owned()),
@@ -62,6 +68,16 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
         "Connections closed at once because grpc.max_connections was reached."
+    );
+    describe_histogram!(
+        EVALUATION_LATENCY_SECONDS,
+        Unit::Seconds,
+        "From receiving a report to committing what it means for incidents (classified, \
+         conditions tracked, incidents opened or resolved)."
+    );
+    describe_counter!(
+        NOTIFICATIONS_TOTAL,
+        "Notification delivery attempts, by outcome (delivered, retry, failed)."
     );
     describe_counter!(ENROLLMENTS_TOTAL, "Enroll and Renew calls, by call and outcome.");
     describe_counter!(

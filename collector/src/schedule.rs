@@ -40,6 +40,14 @@ const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
 /// guards the per-report hot path against pathological zone data.
 const MAX_FORWARD_CANDIDATES: i64 = 64;
 
+/// A zone from the bundled database (see the module docs) and its name as the database spells
+/// it; None for an unknown name. Shared by every calendar of the collector.
+pub fn bundled_zone(name: &str) -> Option<(TimeZone, String)> {
+    let zone = TimeZoneDatabase::bundled().get(name).ok().filter(|tz| !tz.is_unknown())?;
+    let spelled = zone.iana_name().unwrap_or(name).to_owned();
+    Some((zone, spelled))
+}
+
 /// How often a window repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -187,13 +195,8 @@ impl Schedule {
         time_zone: &str,
         until: Option<&str>,
     ) -> Result<Self, ScheduleError> {
-        let time_zone_value = time_zone;
-        let time_zone = TimeZoneDatabase::bundled()
-            .get(time_zone_value)
-            .ok()
-            .filter(|tz| !tz.is_unknown())
-            .ok_or_else(|| ScheduleError::TimeZone { value: time_zone_value.to_owned() })?;
-        let time_zone_name = time_zone.iana_name().unwrap_or(time_zone_value).to_owned();
+        let (time_zone, time_zone_name) = bundled_zone(time_zone)
+            .ok_or_else(|| ScheduleError::TimeZone { value: time_zone.to_owned() })?;
 
         let start_value = start;
         let start = parse_local_datetime(start_value)

@@ -204,6 +204,21 @@ pub async fn run(
         maintenance.clone(),
     );
 
+    let holder = crate::lease::replica_id(&config.data_dir)
+        .with_context(|| format!("reading or creating {}/replica.id", config.data_dir.display()))?;
+    let targets = crate::notify::targets(&config.notify)?;
+    let notifier =
+        crate::notify::Notifier::new(store.clone(), clock.clone(), targets, &config.notify)?;
+    let receivers: Vec<String> = notifier.receiver_names().iter().map(|s| s.to_string()).collect();
+    tasks::Runner {
+        store: store.clone(),
+        clock: clock.clone(),
+        lease: crate::lease::Lease::new(store.clone(), clock.clone(), holder, config.sla.lease_ttl),
+        maintenance: maintenance.clone(),
+        notifier,
+    }
+    .spawn(config.sla.sweep_every);
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let revocations = Revocations::spawn(store.clone(), config.ingest.revocation_poll).await;
     let ingest = IngestService::new(
@@ -231,6 +246,7 @@ pub async fn run(
         ca_sha256: ca.fingerprint().to_owned(),
         maintenance,
         test_clock,
+        receivers: Arc::new(receivers),
     });
     let limits = tls::Limits {
         max_connections: config.grpc.max_connections,

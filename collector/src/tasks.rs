@@ -1,6 +1,7 @@
 //! Background tasks of the collector. Each is an idempotent reconciler: it looks at stored
 //! state, acts, and is safe to run again; it runs on a timer and reads time through the
-//! injected clock. Today: retention of receipts and roll-ups.
+//! injected clock. Retention of receipts and roll-ups runs on every collector; the runner (SLA
+//! sweep, notification fan-out and delivery) only on the holder of the runner lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,11 +39,68 @@ pub fn spawn_retention(store: Arc<dyn Store>, clock: SharedClock, retention: Ret
     });
 }
 
+/// What the runner needs: the lease, the maintenance windows that pause clocks, the notifier.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub lease: crate::lease::Lease,
+    pub maintenance: crate::maintenance::Maintenance,
+    pub notifier: crate::notify::Notifier,
+}
+
+impl Runner {
+    /// One tick: if this replica holds the lease, sweep the SLA clocks, then notify.
+    pub async fn tick(&self) -> StoreResult<bool> {
+        if !self.lease.hold().await? {
+            return Ok(false);
+        }
+        let receivers = self.notifier.receiver_names();
+        crate::sla::sweep(self.store.as_ref(), &self.clock, &self.maintenance, &receivers).await?;
+        let contracts = crate::sla::Contracts::load(self.store.as_ref(), &receivers).await?;
+        self.notifier.tick(&contracts).await?;
+        Ok(true)
+    }
+
+    /// Runs [`Runner::tick`] every `every` until the runtime stops; logs lease changes.
+    pub fn spawn(self, every: Duration) {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut holding = None;
+            loop {
+                ticks.tick().await;
+                match self.tick().await {
+                    Ok(now_holding) => {
+                        if holding != Some(now_holding) {
+                            if now_holding {
+                                tracing::info!(
+                                    holder = self.lease.holder(),
+                                    "holding the runner lease: SLA clocks and notifications run here"
+                                );
+                            } else {
+                                tracing::info!(
+                                    holder = self.lease.holder(),
+                                    "another collector holds the runner lease; standing by"
+                                );
+                            }
+                            holding = Some(now_holding);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "SLA sweep or notification delivery failed; will retry")
+                    }
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::{ROLLUP_BUCKET_MS, ReportRecord, sqlite::SqliteStore};
+    use crate::store::{ROLLUP_BUCKET_MS, sqlite::SqliteStore};
 
     #[tokio::test]
     async fn retention_deletes_only_expired_rows() {
@@ -50,19 +108,7 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let day = 86_400_000;
         let host = crate::store::tests::enrolled(&store, "a").await;
-        let record = |seq: u64, at: i64| ReportRecord {
-            host_id: host,
-            instance: "i".into(),
-            seq,
-            collected_at_ms: at,
-            received_at_ms: at,
-            replayed: false,
-            hostname: "a".into(),
-            agent_version: "0".into(),
-            interval_seconds: 10,
-            encoded: vec![],
-            series: vec![("cpu.usage_ratio".into(), 0.5)],
-        };
+        let record = |seq: u64, at: i64| crate::store::tests::record(host, "i", seq, at);
         store.commit_reports(&[record(1, 0), record(2, 20 * day)]).await.unwrap();
         let clock: SharedClock = Arc::new(ManualClock::new(20 * day + ROLLUP_BUCKET_MS));
         let stats = sweep_retention(&store, &clock, &RetentionConfig::default()).await.unwrap();

@@ -3,9 +3,13 @@
 //! temporary state, waits for readiness, and talks to them only through their command lines,
 //! the HTTP API (with the collector's bootstrap admin token) and the gRPC protocol over real
 //! mutual TLS. Agents are enrolled the way an operator does it. Processes are killed when their
-//! handle drops.
+//! handle drops. Third-party peers are real too: [`alertmanager`] runs Alertmanager and
+//! [`webhook`] is a recording webhook receiver.
 
+pub mod alertmanager;
 pub mod identity;
+pub mod mdstat;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -189,6 +193,11 @@ impl Collector {
             .await;
         assert_eq!(status, 200, "creating an enrolment token: {body}");
         body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// PUT JSON as the bootstrap admin; returns status and body.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request_as(&self.admin_token, reqwest::Method::PUT, path, Some(body)).await
     }
 
     /// POST JSON as the bootstrap admin; returns status and body (conflicts are not failures

@@ -2,21 +2,14 @@
 //! roots whose `/proc/mdstat` the test rewrites, the collector's test clock for silence.
 //! Each test says which promise of the incident stage it proves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use vigil_e2e::mdstat::{
+    DEGRADED as MDSTAT_DEGRADED, HEALTHY as MDSTAT_HEALTHY, root_with, set as set_mdstat,
+};
 use vigil_e2e::{Agent, Collector};
-
-/// A healthy RAID1, in the kernel's format.
-const MDSTAT_HEALTHY: &str = "Personalities : [raid1]\n\
-md6 : active raid1 sdb2[1] sda2[0]\n      195310144 blocks [2/2] [UU]\n\n\
-unused devices: <none>\n";
-
-/// The same array with a failed member, as the node-exporter fixture's md6 shows it.
-const MDSTAT_DEGRADED: &str = "Personalities : [raid1]\n\
-md6 : active raid1 sdb2[2](F) sda2[0]\n      195310144 blocks [2/1] [U_]\n\n\
-unused devices: <none>\n";
 
 /// Sweeps often so tests wait little; the clock rule is off because the synthetic roots do
 /// not fake adjtimex (it reads this machine's clock, whatever its sync state).
@@ -25,20 +18,6 @@ const CONFIG: &str = "[enrollment]\nattempts_per_minute = 100\n\n[incidents]\nsw
 
 /// The test clock starts at the real time: certificates are issued on it.
 const TEST_CLOCK: &str = "now";
-
-fn root_with(dir: &Path, name: &str, mdstat: &str) -> PathBuf {
-    let root = dir.join(name);
-    std::fs::create_dir_all(root.join("proc")).unwrap();
-    set_mdstat(&root, mdstat);
-    root
-}
-
-/// Replaces `/proc/mdstat` atomically, so the agent never reads half a file.
-fn set_mdstat(root: &Path, text: &str) {
-    let tmp = root.join("proc/.mdstat.tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, root.join("proc/mdstat")).unwrap();
-}
 
 async fn incidents(c: &Collector, query: &str) -> Vec<Value> {
     c.get(&format!("/api/v1/incidents?{query}")).await["incidents"]
@@ -121,14 +100,12 @@ async fn degraded_raid_opens_one_l2_incident_and_healing_resolves_it() {
         })
         .await;
     assert_eq!(resolved["resolved_by"], "vigil");
-    let kinds: Vec<&str> = resolved["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["kind"].as_str())
-        .collect();
+    // The incident's own changes; the SLA clock's entries are proven in sla.rs.
+    let changes: Vec<&Value> =
+        resolved["timeline"].as_array().unwrap().iter().filter(|t| t["kind"] != "sla").collect();
+    let kinds: Vec<&str> = changes.iter().filter_map(|t| t["kind"].as_str()).collect();
     assert_eq!(kinds, ["opened", "resolved"], "{resolved:#}");
-    let reason = resolved["timeline"][1]["detail"].as_str().unwrap();
+    let reason = changes[1]["detail"].as_str().unwrap();
     assert!(reason.contains("3 consecutive reports"), "{reason}");
 
     // vigilctl shows it among all incidents, and in detail with its timeline.
@@ -233,8 +210,13 @@ async fn people_work_incidents_by_role_through_the_api_and_vigilctl() {
     let shown = c.get(&format!("/api/v1/incidents/{number}")).await;
     assert_eq!(shown["assignee"], "alice");
     assert_eq!(shown["resolution_note"], "sdb failed; replaced under warranty and re-added to md6");
-    let kinds: Vec<&str> =
-        shown["timeline"].as_array().unwrap().iter().filter_map(|t| t["kind"].as_str()).collect();
+    let kinds: Vec<&str> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .filter(|k| *k != "sla")
+        .collect();
     assert_eq!(kinds, ["opened", "acknowledged", "assigned", "note", "resolved"], "{shown:#}");
     let audit = c.get("/api/v1/audit?limit=20").await;
     let actions: Vec<&str> =

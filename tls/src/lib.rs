@@ -30,6 +30,36 @@ pub fn install_crypto_provider() {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Well-known locations of the system's CA bundle (Debian/Ubuntu, RHEL/Fedora, SUSE, Alpine).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's CA bundle, if this machine has one where distributions put it.
+pub fn system_ca_bundle() -> Option<&'static std::path::Path> {
+    SYSTEM_CA_BUNDLES.iter().map(std::path::Path::new).find(|p| p.exists())
+}
+
+/// A TLS 1.2/1.3 client trusting the system's CA bundle (no roots when there is none, so
+/// every HTTPS connection fails verification), ALPN `http/1.1`: for outgoing HTTPS to
+/// third parties (webhooks), never for the collector's own endpoints.
+pub fn system_roots_client_config() -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = system_ca_bundle() {
+        roots.add_parsable_certificates(pem::read_certs(path)?);
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// SHA-256 of `der`, as 64 lowercase hex digits: the form in which CA pins are written.
 pub fn sha256_hex(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())

@@ -155,6 +155,8 @@ pub async fn show(
             .collect::<Vec<_>>()
     );
     value["grouped"] = json!(children);
+    value["sla"] = super::sla::incident_sla(&state, &incident).await?;
+    value["deliveries"] = json!(state.store.incident_deliveries(incident.id).await?);
     Ok(Json(value))
 }
 

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod https;
 pub mod incidents;
 pub mod maintenance;
+pub mod sla;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub maintenance: Maintenance,
     /// Set only when the collector runs on a test clock.
     pub test_clock: Option<Arc<ManualClock>>,
+    /// Names of the configured notification receivers (what contracts may refer to).
+    pub receivers: Arc<Vec<String>>,
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -59,6 +62,11 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/hosts/{id}/replace", post(admin::replace_host))
         .route("/api/v1/customers", get(admin::list_customers).post(admin::create_customer))
         .route("/api/v1/customers/{customer}/sites", post(admin::create_site))
+        .route(
+            "/api/v1/customers/{customer}/contract",
+            get(sla::show_contract).put(sla::set_contract),
+        )
+        .route("/api/v1/customers/{customer}/sla", get(sla::compliance))
         .route(
             "/api/v1/enrollment-tokens",
             get(admin::list_enrollment_tokens).post(admin::create_enrollment_token),

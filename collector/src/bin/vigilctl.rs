@@ -201,6 +201,25 @@ enum CustomersAction {
     List,
     /// Create a customer.
     Add { name: String },
+    /// Show a customer's contract: time zone, targets and support hours per level, holidays,
+    /// receivers per support tier.
+    Show { name: String },
+    /// Change a customer's contract (admin); takes effect at the next SLA sweep, no restart.
+    Set {
+        name: String,
+        #[command(flatten)]
+        flags: vigil_collector::ctl::contract::ContractFlags,
+    },
+    /// SLA compliance per level over a period (default the last 30 days).
+    Sla {
+        name: String,
+        /// Start of the period, RFC 3339 (like 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period, RFC 3339; default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +346,74 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
         Command::Customers { action: Some(CustomersAction::Add { name }) } => {
             let v = client.post("/api/v1/customers", json!({ "name": name })).await?;
             out(v, &|_| format!("customer {name:?} created\n"))
+        }
+        Command::Customers { action: Some(CustomersAction::Show { name }) } => {
+            let path = format!("/api/v1/customers/{}/contract", urlencode(name));
+            out(client.get(&path).await?, &vigil_collector::ctl::contract::render)
+        }
+        Command::Customers { action: Some(CustomersAction::Set { name, flags }) } => {
+            let path = format!("/api/v1/customers/{}/contract", urlencode(name));
+            let current = client.get(&path).await?;
+            let contract =
+                vigil_collector::ctl::contract::apply(current["contract"].clone(), flags)?;
+            client.put(&path, contract).await?;
+            out(client.get(&path).await?, &vigil_collector::ctl::contract::render)
+        }
+        Command::Customers { action: Some(CustomersAction::Sla { name, from, to }) } => {
+            let mut path = format!("/api/v1/customers/{}/sla?", urlencode(name));
+            if let Some(from) = from {
+                path.push_str(&format!("from={}&", urlencode(from)));
+            }
+            if let Some(to) = to {
+                path.push_str(&format!("to={}", urlencode(to)));
+            }
+            out(client.get(&path).await?, &|v| {
+                let pct = |v: &Value| {
+                    v.as_f64().map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "-".into())
+                };
+                let mins = |v: &Value| {
+                    v.as_i64()
+                        .map(|ms| format!("{:.1} min", ms as f64 / 60_000.0))
+                        .unwrap_or_else(|| "-".into())
+                };
+                let rows = each(&v["levels"], |l| {
+                    vec![
+                        s(&l["level"]),
+                        s(&l["opened"]),
+                        format!(
+                            "{}/{} {}",
+                            s(&l["response"]["met"]),
+                            s(&l["response"]["missed"]),
+                            pct(&l["response"]["ratio"])
+                        ),
+                        format!(
+                            "{}/{} {}",
+                            s(&l["resolution"]["met"]),
+                            s(&l["resolution"]["missed"]),
+                            pct(&l["resolution"]["ratio"])
+                        ),
+                        mins(&l["mean_time_to_acknowledge_ms"]),
+                        mins(&l["mean_time_to_resolve_ms"]),
+                    ]
+                });
+                format!(
+                    "SLA of {} from {} to {}\n{}",
+                    s(&v["customer"]),
+                    s(&v["from"]),
+                    s(&v["to"]),
+                    table(
+                        &[
+                            "LEVEL",
+                            "OPENED",
+                            "RESPONSE MET/MISSED",
+                            "RESOLUTION MET/MISSED",
+                            "MTTA",
+                            "MTTR"
+                        ],
+                        rows
+                    )
+                )
+            })
         }
         Command::Sites { action: SitesAction::Add { customer, name } } => {
             let path = format!("/api/v1/customers/{}/sites", urlencode(customer));

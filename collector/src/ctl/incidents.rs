@@ -113,6 +113,38 @@ pub fn incident_detail(i: &Value) -> String {
         let numbers: Vec<String> = grouped.iter().map(cell).collect();
         let _ = writeln!(out, "  {:<15} {}", "grouped here", numbers.join(", "));
     }
+    let sla = &i["sla"];
+    if sla.is_object() {
+        let met = |v: &Value| match v.as_bool() {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "pending",
+        };
+        let _ = writeln!(out, "  {:<15} {}", "support tier", cell(&sla["tier"]));
+        for what in ["response", "resolution"] {
+            let _ = writeln!(
+                out,
+                "  {:<15} due {} ({})",
+                what,
+                cell(&sla[what]["due"]),
+                met(&sla[what]["met"])
+            );
+        }
+    }
+    if let Some(deliveries) = i["deliveries"].as_array().filter(|d| !d.is_empty()) {
+        let _ = writeln!(out, "\nNotifications:");
+        for d in deliveries {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<16} {:<10} attempts {}  {}",
+                cell(&d["event_id"]),
+                cell(&d["receiver"]),
+                cell(&d["state"]),
+                cell(&d["attempts"]),
+                d["last_error"].as_str().map(printable).unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(out, "\nTimeline:");
     for t in i["timeline"].as_array().into_iter().flatten() {
         let detail = t["detail"].as_str().unwrap_or("");

@@ -3,6 +3,7 @@
 //! Errors name what failed and exit non-zero: 1 for a server-side failure or an unreachable
 //! collector, 2 for bad arguments.
 
+pub mod contract;
 pub mod incidents;
 
 use std::fmt::Write as _;
@@ -99,6 +100,10 @@ impl Client {
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, CtlError> {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, CtlError> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value, CtlError> {

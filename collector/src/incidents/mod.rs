@@ -23,7 +23,7 @@ use vigil_proto::v1::Report;
 use crate::classify::{self, FaultLevel, Finding, FindingKind, HostMemory, RuleSet};
 use crate::clock::{SharedClock, UnixMs};
 use crate::config::IncidentsConfig;
-use crate::events::IncidentChanged;
+use crate::events::{BatchEvaluated, IncidentChanged};
 use crate::ids::HostId;
 use crate::maintenance::{Maintenance, Scope};
 use crate::store::{
@@ -133,6 +133,7 @@ impl Evaluator {
         }
         let changes =
             self.store.apply_evaluations(&batch, self.policy.reopen_within_ms, now).await?;
+        BatchEvaluated { records }.emit();
         for change in &changes {
             IncidentChanged { change }.emit();
         }

@@ -362,6 +362,7 @@ impl IngestService {
             interval_seconds: session.interval_seconds,
             series: readings::series(&report),
             encoded: report.encode_to_vec(),
+            received: std::time::Instant::now(),
         }
     }
 }

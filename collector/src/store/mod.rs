@@ -12,13 +12,16 @@ use crate::ids::{CustomerId, HostId, SiteId};
 
 mod access;
 mod incidents;
+mod sla;
 pub mod sqlite;
 mod sqlite_incidents;
+mod sqlite_sla;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use access::*;
 pub use incidents::*;
+pub use sla::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,6 +67,9 @@ pub struct ReportRecord {
     pub encoded: Vec<u8>,
     /// Scalar readings for the 5-minute roll-ups: (series name, value).
     pub series: Vec<(String, f64)>,
+    /// When the collector received it, on the monotonic clock: the start of the "received →
+    /// evaluated" latency (`vigil_incident_evaluation_latency_seconds`). Never stored.
+    pub received: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +279,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_maintenance(&self) -> StoreResult<Vec<MaintenanceWindowRow>>;
     /// Returns false when there was no such window.
     async fn delete_maintenance(&self, id: &str) -> StoreResult<bool>;
+
+    // ---- contracts, SLA clocks, lease, notifications ----
+    async fn get_contract(&self, customer: CustomerId) -> StoreResult<Option<ContractRow>>;
+    async fn list_contracts(&self) -> StoreResult<Vec<ContractRow>>;
+    /// Stores a customer's contract and marks its active incidents for the next SLA sweep.
+    async fn set_contract(&self, row: &ContractRow) -> StoreResult<()>;
+    /// Marks the active incidents of `customer` (of everyone when None) for the next SLA
+    /// sweep, e.g. after a maintenance window changed.
+    async fn reset_sla(&self, customer: Option<CustomerId>) -> StoreResult<()>;
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`, unless another
+    /// holder's lease is still valid. True when `holder` holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: UnixMs,
+        ttl_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Incidents whose SLA state must be looked at by `now`, oldest first.
+    async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>>;
+    /// Applies the sweep's decisions in one transaction; each update only if the incident
+    /// is still as the sweep saw it. Returns how many were applied.
+    async fn apply_sla(
+        &self,
+        batch: &[(crate::sla::deadlines::IncidentSla, crate::sla::deadlines::SlaUpdate)],
+        now: UnixMs,
+    ) -> StoreResult<u64>;
+    async fn incident_sla(&self, id: i64) -> StoreResult<Option<IncidentSlaView>>;
+    /// Notifiable changes not yet fanned out, oldest first.
+    async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxItem>>;
+    /// Creates the deliveries of an outbox item and marks it fanned out, in one transaction.
+    async fn fan_out(
+        &self,
+        outbox_id: i64,
+        incident_id: i64,
+        deliveries: &[NewDelivery],
+        now: UnixMs,
+    ) -> StoreResult<()>;
+    /// Pending deliveries due by `now`, oldest first; one waits while an earlier delivery of
+    /// the same incident to the same receiver is pending, so each receiver gets an incident's
+    /// events in order.
+    async fn due_deliveries(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<DeliveryRow>>;
+    async fn record_delivery(
+        &self,
+        id: i64,
+        outcome: &DeliveryOutcome,
+        now: UnixMs,
+    ) -> StoreResult<()>;
+    async fn incident_deliveries(&self, incident: i64) -> StoreResult<Vec<DeliveryRow>>;
+    /// (outbox items not fanned out, deliveries pending).
+    async fn notification_backlog(&self) -> StoreResult<(u64, u64)>;
 
     /// Cheap check that the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

@@ -979,6 +979,83 @@ impl Store for SqliteStore {
         self.delete_maintenance_impl(id).await
     }
 
+    async fn get_contract(&self, customer: CustomerId) -> StoreResult<Option<ContractRow>> {
+        self.get_contract_impl(customer).await
+    }
+
+    async fn list_contracts(&self) -> StoreResult<Vec<ContractRow>> {
+        self.list_contracts_impl().await
+    }
+
+    async fn set_contract(&self, row: &ContractRow) -> StoreResult<()> {
+        self.set_contract_impl(row).await
+    }
+
+    async fn reset_sla(&self, customer: Option<CustomerId>) -> StoreResult<()> {
+        self.reset_sla_impl(customer).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: UnixMs,
+        ttl_ms: i64,
+    ) -> StoreResult<bool> {
+        self.acquire_lease_impl(name, holder, now, ttl_ms).await
+    }
+
+    async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>> {
+        self.sla_due_impl(now, limit).await
+    }
+
+    async fn apply_sla(
+        &self,
+        batch: &[(crate::sla::deadlines::IncidentSla, crate::sla::deadlines::SlaUpdate)],
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        self.apply_sla_impl(batch, now).await
+    }
+
+    async fn incident_sla(&self, id: i64) -> StoreResult<Option<IncidentSlaView>> {
+        self.incident_sla_impl(id).await
+    }
+
+    async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxItem>> {
+        self.pending_outbox_impl(limit).await
+    }
+
+    async fn fan_out(
+        &self,
+        outbox_id: i64,
+        incident_id: i64,
+        deliveries: &[NewDelivery],
+        now: UnixMs,
+    ) -> StoreResult<()> {
+        self.fan_out_impl(outbox_id, incident_id, deliveries, now).await
+    }
+
+    async fn due_deliveries(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<DeliveryRow>> {
+        self.due_deliveries_impl(now, limit).await
+    }
+
+    async fn record_delivery(
+        &self,
+        id: i64,
+        outcome: &DeliveryOutcome,
+        now: UnixMs,
+    ) -> StoreResult<()> {
+        self.record_delivery_impl(id, outcome, now).await
+    }
+
+    async fn incident_deliveries(&self, incident: i64) -> StoreResult<Vec<DeliveryRow>> {
+        self.incident_deliveries_impl(incident).await
+    }
+
+    async fn notification_backlog(&self) -> StoreResult<(u64, u64)> {
+        self.notification_backlog_impl().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
         Ok(())

@@ -108,7 +108,16 @@ async fn active_on_host(
     .map_err(unavailable)
 }
 
-async fn timeline(
+/// Timeline kinds that go out as notifications (through the outbox, same transaction).
+pub(super) const NOTIFIABLE: &[&str] =
+    &["opened", "reopened", "level", "acknowledged", "resolved", "warning", "escalated"];
+
+/// Timeline kinds after which the SLA clocks must be looked at again.
+const SLA_RELEVANT: &[&str] = &["opened", "reopened", "level", "acknowledged", "resolved"];
+
+/// Writes a timeline entry; a notifiable one also enters the outbox, and one that changes
+/// what the SLA clocks depend on marks the incident for the next SLA sweep.
+pub(super) async fn timeline(
     tx: &mut SqliteConnection,
     incident: i64,
     at: UnixMs,
@@ -116,18 +125,36 @@ async fn timeline(
     actor: &str,
     detail: &str,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let entry: i64 = sqlx::query_scalar(
         "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, detail) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(incident)
     .bind(at)
     .bind(kind)
     .bind(actor)
     .bind(detail)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(unavailable)?;
+    if NOTIFIABLE.contains(&kind) {
+        sqlx::query(
+            "INSERT INTO outbox (incident_id, timeline_id, created_at_ms) VALUES (?, ?, ?)",
+        )
+        .bind(incident)
+        .bind(entry)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if SLA_RELEVANT.contains(&kind) {
+        sqlx::query("UPDATE incidents SET sla_done = FALSE, sla_check_at_ms = NULL WHERE id = ?")
+            .bind(incident)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
     Ok(())
 }
 
@@ -221,12 +248,16 @@ async fn raise(
             "UPDATE incidents SET state = 'open', level = ?, summary = ?, kind = ?, \
              recurrences = ?, updated_at_ms = ?, acknowledged_at_ms = NULL, \
              acknowledged_by = NULL, resolved_at_ms = NULL, resolved_by = NULL, \
-             resolution_note = NULL WHERE id = ?",
+             resolution_note = NULL, tier = 1, sla_start_ms = ?, sla_level = NULL, \
+             response_due_ms = NULL, resolution_due_ms = NULL, response_met = NULL, \
+             resolution_met = NULL, response_warned = FALSE, resolution_warned = FALSE \
+             WHERE id = ?",
         )
         .bind(level)
         .bind(op.summary)
         .bind(kind_str(op.kind))
         .bind(recurrences + 1)
+        .bind(now)
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
@@ -707,6 +738,8 @@ impl SqliteStore {
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
+        // Clocks of the customer's incidents pause inside the window: recompute them.
+        super::sqlite_sla::reset_sla(&mut conn, Some(w.customer_id)).await?;
         Ok(())
     }
 
@@ -758,6 +791,9 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
+        if deleted > 0 {
+            super::sqlite_sla::reset_sla(&mut conn, None).await?;
+        }
         Ok(deleted > 0)
     }
 }

@@ -5,7 +5,8 @@ use super::*;
 use crate::classify::{FaultLevel, FindingKind};
 use crate::ids::{CustomerId, SiteId};
 
-fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {
+/// A report of `host`'s `instance` numbered `seq`, collected at `at` and received 5 ms later.
+pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {
     ReportRecord {
         host_id: host,
         instance: instance.to_owned(),
@@ -18,6 +19,7 @@ fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {
         interval_seconds: 10,
         encoded: vec![seq as u8],
         series: vec![("cpu.usage_ratio".into(), seq as f64 / 10.0)],
+        received: std::time::Instant::now(),
     }
 }
 
@@ -504,6 +506,98 @@ pub async fn maintenance_windows_round_trip(store: &dyn Store) {
     assert!(store.list_maintenance().await.unwrap().is_empty());
 }
 
+pub async fn the_lease_has_one_holder_until_it_expires(store: &dyn Store) {
+    assert!(store.acquire_lease("runner", "a", 1_000, 30_000).await.unwrap());
+    assert!(!store.acquire_lease("runner", "b", 2_000, 30_000).await.unwrap(), "a holds it");
+    assert!(store.acquire_lease("runner", "a", 20_000, 30_000).await.unwrap(), "a renews");
+    assert!(!store.acquire_lease("runner", "b", 49_999, 30_000).await.unwrap());
+    assert!(store.acquire_lease("runner", "b", 50_001, 30_000).await.unwrap(), "a's expired");
+    assert!(!store.acquire_lease("runner", "a", 50_002, 30_000).await.unwrap());
+}
+
+pub async fn contracts_round_trip_and_mark_incidents_for_the_sweep(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    let due = store.sla_due(1_000, 100).await.unwrap();
+    assert_eq!(due.iter().map(|r| r.sla.id).collect::<Vec<_>>(), [id], "new: due at once");
+    assert_eq!(due[0].sla.opened_at_ms, 1_000);
+    // The sweep decides: nothing due before 13 minutes.
+    let terms = crate::sla::contract::Terms::new(Default::default(), &[]).unwrap();
+    let update = crate::sla::deadlines::evaluate(&due[0].sla, &terms, &[], 1_000);
+    assert_eq!(store.apply_sla(&[(due[0].sla.clone(), update)], 1_000).await.unwrap(), 1);
+    assert!(store.sla_due(2_000, 100).await.unwrap().is_empty());
+    let view = store.incident_sla(id).await.unwrap().unwrap();
+    assert_eq!(view.response_due_ms, Some(1_000 + 15 * 60_000));
+
+    // A new contract marks the customer's incidents for the next sweep.
+    assert_eq!(store.get_contract(fp.customer_id).await.unwrap(), None);
+    let row = ContractRow {
+        customer_id: fp.customer_id,
+        body: "{\"time_zone\":\"UTC\"}".into(),
+        updated_at_ms: 3_000,
+        updated_by: "token:ann".into(),
+    };
+    store.set_contract(&row).await.unwrap();
+    assert_eq!(store.get_contract(fp.customer_id).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.list_contracts().await.unwrap(), vec![row]);
+    assert_eq!(store.sla_due(3_000, 100).await.unwrap().len(), 1);
+
+    // An update computed from a stale read (acknowledged meanwhile) is not applied.
+    let stale = store.sla_due(3_000, 100).await.unwrap().remove(0);
+    store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 3_500).await.unwrap();
+    let update = crate::sla::deadlines::evaluate(&stale.sla, &terms, &[], 3_600);
+    assert_eq!(store.apply_sla(&[(stale.sla, update)], 3_600).await.unwrap(), 0);
+    let fresh = store.sla_due(3_600, 100).await.unwrap().remove(0);
+    assert_eq!(fresh.sla.acknowledged_at_ms, Some(3_500));
+}
+
+pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    store
+        .work_incident(id, &IncidentAction::Note("looking".into()), "token:ann", 1_500)
+        .await
+        .unwrap();
+    store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 2_000).await.unwrap();
+    let items = store.pending_outbox(10).await.unwrap();
+    // Notes are not notified; the opening and the acknowledgement are.
+    assert_eq!(
+        items.iter().map(|i| i.kind.as_str()).collect::<Vec<_>>(),
+        ["opened", "acknowledged"]
+    );
+    for item in &items {
+        let d = NewDelivery {
+            event_id: format!("{}/{}", incident_number(id), item.timeline_id),
+            receiver: "hook".into(),
+            payload: "{}".into(),
+        };
+        store.fan_out(item.id, id, std::slice::from_ref(&d), 3_000).await.unwrap();
+        // Fanning out twice (a crash before the outbox row was marked) adds nothing.
+        store.fan_out(item.id, id, &[d], 3_000).await.unwrap();
+    }
+    assert!(store.pending_outbox(10).await.unwrap().is_empty());
+    assert_eq!(store.notification_backlog().await.unwrap(), (0, 2));
+    // Only the first is due: the second waits behind it.
+    let due = store.due_deliveries(3_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let first = due[0].id;
+    let retry = DeliveryOutcome::Retry { error: "HTTP 503".into(), at_ms: 4_000 };
+    store.record_delivery(first, &retry, 3_000).await.unwrap();
+    assert!(store.due_deliveries(3_999, 10).await.unwrap().is_empty());
+    store.record_delivery(first, &DeliveryOutcome::Delivered, 4_000).await.unwrap();
+    let due = store.due_deliveries(4_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_ne!(due[0].id, first);
+    let all = store.incident_deliveries(id).await.unwrap();
+    assert_eq!(
+        all.iter().map(|d| (d.state.as_str(), d.attempts)).collect::<Vec<_>>(),
+        [("delivered", 2), ("pending", 0)]
+    );
+    assert_eq!(all[0].last_error.as_deref(), Some("HTTP 503"), "the last error stays visible");
+}
+
 macro_rules! store_test_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -535,6 +629,9 @@ macro_rules! store_test_suite {
             case!(grouping_files_children_and_resolving_releases_them);
             case!(classifier_state_and_host_events_are_stored_with_the_batch);
             case!(maintenance_windows_round_trip);
+            case!(the_lease_has_one_holder_until_it_expires);
+            case!(contracts_round_trip_and_mark_incidents_for_the_sweep);
+            case!(notifiable_changes_enter_the_outbox_and_deliver_in_order);
         }
     };
 }

@@ -232,14 +232,6 @@ fn http_status(url: &str, ca_file: Option<&Path>, deadline: Instant) -> Result<u
     exchange(StreamOwned::new(connection, tcp), &url, deadline, set_timeout)
 }
 
-/// Well-known locations of the system's CA bundle (Debian/Ubuntu, RHEL/Fedora, SUSE, Alpine).
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
 /// The TLS client for an HTTPS check: TLS 1.2/1.3, HTTP/1.1, roots from `ca_file` or the
 /// system bundle (read once per process).
 fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
@@ -264,10 +256,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
             .map_err(|e| format!("{}: {e}", path.display())),
         None => SYSTEM
             .get_or_init(|| {
-                let path = SYSTEM_CA_BUNDLES
-                    .iter()
-                    .map(Path::new)
-                    .find(|p| p.exists())
+                let path = vigil_tls::system_ca_bundle()
                     .ok_or("no system CA bundle found; set ca_file for this check")?;
                 build(vigil_tls::pem::read_certs(path).map_err(|e| e.to_string())?)
             })

@@ -1,0 +1,349 @@
+//! Notifications that are never lost. Every notifiable incident change (opened, reopened,
+//! level, acknowledged, warning, escalated, resolved) enters the store's outbox in the same
+//! transaction as the change. The notifier, on the holder of the runner lease only:
+//!
+//! 1. **fans out** each outbox item to the receivers of the incident's support tier and the
+//!    tiers below it (the contract's, or `notify.default_receivers`), one delivery row per
+//!    receiver with the payload as it was, in one transaction;
+//! 2. **delivers** due deliveries ([`alertmanager`], [`webhook`]), recording each outcome and
+//!    retrying with [`backoff`] until delivered or `notify.max_attempts` is used up — at least
+//!    once, each with a stable event id (`INC-000042/<timeline id>`) receivers deduplicate on;
+//! 3. **re-posts firing alerts** to Alertmanager receivers every `notify.alertmanager_repeat`
+//!    with an explicit `endsAt`, so Alertmanager's view follows Vigil's even across restarts.
+//!
+//! A crash at any point repeats at most the step it was in: an item is fanned out again only
+//! if its transaction did not commit, a delivery is retried if its outcome was not recorded.
+//! No shell anywhere: payloads are JSON built from data, every agent-sent string bounded.
+
+pub mod alertmanager;
+pub mod backoff;
+pub mod payload;
+#[cfg(test)]
+pub mod testing;
+pub mod webhook;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{SharedClock, UnixMs};
+use crate::config::NotifyConfig;
+use crate::events::NotificationDelivered;
+use crate::sla::Contracts;
+use crate::store::{
+    DeliveryOutcome, DeliveryRow, IncidentFilter, IncidentRow, IncidentState, NewDelivery, Store,
+    StoreResult, incident_number,
+};
+use alertmanager::AlertmanagerTarget;
+use payload::{DeliveryError, EventKind, IncidentSnapshot, Notification};
+use webhook::WebhookTarget;
+
+/// Most outbox items fanned out, and deliveries attempted, per tick.
+const BATCH: u32 = 200;
+
+/// A configured receiver, ready to send.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Alertmanager(AlertmanagerTarget),
+    Webhook(WebhookTarget),
+}
+
+/// What a delivery row carries: the notification and the contract's extra labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    notification: Notification,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Builds the receivers of the config; a webhook's secret is read from its file now, so a
+/// missing file stops the collector at start rather than failing every delivery later.
+pub fn targets(config: &NotifyConfig) -> anyhow::Result<HashMap<String, Target>> {
+    let mut out = HashMap::new();
+    for (name, r) in &config.receivers {
+        let target = match (&r.alertmanager, &r.webhook) {
+            (Some(url), _) => Target::Alertmanager(AlertmanagerTarget {
+                url: url.trim_end_matches('/').to_owned(),
+                extra_labels: r.labels.clone(),
+            }),
+            (None, Some(url)) => {
+                let path = r.secret_file.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("notify.receivers.{name}: a webhook needs secret_file")
+                })?;
+                let secret = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "notify.receivers.{name}.secret_file: cannot read {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let secret = secret.trim().to_owned();
+                if secret.len() < 16 {
+                    anyhow::bail!(
+                        "notify.receivers.{name}.secret_file: {} holds a secret shorter than 16 bytes",
+                        path.display()
+                    );
+                }
+                Target::Webhook(WebhookTarget { url: url.clone(), secret })
+            }
+            (None, None) => anyhow::bail!("notify.receivers.{name}: no alertmanager or webhook"),
+        };
+        out.insert(name.clone(), target);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    targets: Arc<HashMap<String, Target>>,
+    default_receivers: Vec<String>,
+    max_attempts: u32,
+    repeat: Duration,
+    client: reqwest::Client,
+    last_repost: Arc<std::sync::Mutex<Option<UnixMs>>>,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        targets: HashMap<String, Target>,
+        config: &NotifyConfig,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .use_preconfigured_tls(vigil_tls::system_roots_client_config()?)
+            .build()?;
+        Ok(Self {
+            store,
+            clock,
+            targets: Arc::new(targets),
+            default_receivers: config.default_receivers.clone(),
+            max_attempts: config.max_attempts,
+            repeat: config.alertmanager_repeat,
+            client,
+            last_repost: Arc::default(),
+        })
+    }
+
+    pub fn receiver_names(&self) -> Vec<&str> {
+        self.targets.keys().map(String::as_str).collect()
+    }
+
+    /// One tick on the lease holder: fan out, deliver what is due, re-post firing alerts.
+    pub async fn tick(&self, contracts: &Contracts) -> StoreResult<()> {
+        self.fan_out(contracts).await?;
+        self.deliver().await?;
+        self.repost(contracts).await
+    }
+
+    /// The receivers of tiers 1..=`tier` with their extra labels, each once.
+    fn receivers(
+        &self,
+        contracts: &Contracts,
+        incident: &IncidentRow,
+        tier: u8,
+    ) -> Vec<(String, BTreeMap<String, String>)> {
+        let terms = contracts.for_customer(incident.customer_id);
+        let mut out: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+        for t in 1..=tier.clamp(1, 3) {
+            let refs: Vec<(String, BTreeMap<String, String>)> = match terms.receivers(t) {
+                Some(refs) => refs.iter().map(|r| (r.receiver.clone(), r.labels.clone())).collect(),
+                None => {
+                    self.default_receivers.iter().map(|r| (r.clone(), BTreeMap::new())).collect()
+                }
+            };
+            for (name, labels) in refs {
+                if let Some(existing) = out.iter_mut().find(|(n, _)| *n == name) {
+                    // The highest tier's labels win (they route to the people now called).
+                    existing.1 = labels;
+                } else {
+                    out.push((name, labels));
+                }
+            }
+        }
+        out.retain(|(name, _)| self.targets.contains_key(name));
+        out
+    }
+
+    async fn fan_out(&self, contracts: &Contracts) -> StoreResult<()> {
+        let items = self.store.pending_outbox(BATCH).await?;
+        for item in items {
+            let now = self.clock.now_ms();
+            let Some(incident) = self.store.get_incident(item.incident_id).await? else {
+                self.store.fan_out(item.id, item.incident_id, &[], now).await?;
+                continue;
+            };
+            let sla = self.store.incident_sla(item.incident_id).await?;
+            let tier = sla.as_ref().map_or(1, |s| s.tier);
+            let event_id = format!("{}/{}", incident_number(incident.id), item.timeline_id);
+            let notification = Notification {
+                event_id: event_id.clone(),
+                kind: event_kind(&item.kind),
+                at_ms: item.at_ms,
+                incident: snapshot(&incident, tier, sla.as_ref()),
+                detail: item.detail.clone(),
+            };
+            let deliveries: Vec<NewDelivery> = self
+                .receivers(contracts, &incident, tier)
+                .into_iter()
+                .map(|(receiver, labels)| NewDelivery {
+                    event_id: event_id.clone(),
+                    receiver,
+                    payload: serde_json::to_string(&Stored {
+                        notification: notification.clone(),
+                        labels,
+                    })
+                    .unwrap_or_default(),
+                })
+                .collect();
+            self.store.fan_out(item.id, item.incident_id, &deliveries, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self) -> StoreResult<()> {
+        let due = self.store.due_deliveries(self.clock.now_ms(), BATCH).await?;
+        for delivery in due {
+            let outcome = self.attempt(&delivery).await;
+            let now = self.clock.now_ms();
+            NotificationDelivered { delivery: &delivery, outcome: &outcome }.emit();
+            self.store.record_delivery(delivery.id, &outcome, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, delivery: &DeliveryRow) -> DeliveryOutcome {
+        let now = self.clock.now_ms();
+        let stored: Stored = match serde_json::from_str(&delivery.payload) {
+            Ok(stored) => stored,
+            Err(err) => {
+                return DeliveryOutcome::Failed {
+                    error: format!("stored payload unreadable: {err}"),
+                };
+            }
+        };
+        let Some(target) = self.targets.get(&delivery.receiver) else {
+            return DeliveryOutcome::Failed {
+                error: format!("receiver {:?} is no longer configured", delivery.receiver),
+            };
+        };
+        let result = match target {
+            Target::Alertmanager(am) => {
+                let mut am = am.clone();
+                for (k, v) in stored.labels {
+                    am.extra_labels.entry(k).or_insert(v);
+                }
+                alertmanager::send(&self.client, &am, &stored.notification, now, self.firing_ttl())
+                    .await
+            }
+            Target::Webhook(hook) => {
+                webhook::send(&self.client, hook, &stored.notification, now).await
+            }
+        };
+        match result {
+            Ok(()) => DeliveryOutcome::Delivered,
+            Err(DeliveryError::Permanent(error)) => DeliveryOutcome::Failed { error },
+            Err(DeliveryError::Retry(error)) if delivery.attempts + 1 >= self.max_attempts => {
+                DeliveryOutcome::Failed {
+                    error: format!("{error} (gave up after {} attempts)", delivery.attempts + 1),
+                }
+            }
+            Err(DeliveryError::Retry(error)) => DeliveryOutcome::Retry {
+                error,
+                at_ms: backoff::next_attempt_at(delivery.attempts + 1, now, &delivery.event_id),
+            },
+        }
+    }
+
+    fn firing_ttl(&self) -> Duration {
+        self.repeat * 4
+    }
+
+    /// Re-posts every active incident to its Alertmanager receivers, every `repeat`.
+    async fn repost(&self, contracts: &Contracts) -> StoreResult<()> {
+        let now = self.clock.now_ms();
+        {
+            let mut last = self.last_repost.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| now - t < self.repeat.as_millis() as i64) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        if !self.targets.values().any(|t| matches!(t, Target::Alertmanager(_))) {
+            return Ok(());
+        }
+        let filter = IncidentFilter {
+            states: vec![IncidentState::Open, IncidentState::Acknowledged],
+            limit: 100_000,
+            ..IncidentFilter::default()
+        };
+        for incident in self.store.list_incidents(&filter).await? {
+            let sla = self.store.incident_sla(incident.id).await?;
+            let tier = sla.as_ref().map_or(1, |s| s.tier);
+            let n = Notification {
+                event_id: format!("{}/firing", incident_number(incident.id)),
+                kind: EventKind::Opened,
+                at_ms: now,
+                incident: snapshot(&incident, tier, sla.as_ref()),
+                detail: String::new(),
+            };
+            for (name, labels) in self.receivers(contracts, &incident, tier) {
+                let Some(Target::Alertmanager(am)) = self.targets.get(&name) else { continue };
+                let mut am = am.clone();
+                for (k, v) in labels {
+                    am.extra_labels.entry(k).or_insert(v);
+                }
+                if let Err(err) =
+                    alertmanager::send(&self.client, &am, &n, now, self.firing_ttl()).await
+                {
+                    tracing::warn!(receiver = %name, incident = %incident.number, error = %err, "re-posting a firing alert failed; next try in one repeat interval");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn event_kind(kind: &str) -> EventKind {
+    match kind {
+        "opened" => EventKind::Opened,
+        "reopened" => EventKind::Reopened,
+        "level" => EventKind::LevelChanged,
+        "acknowledged" => EventKind::Acknowledged,
+        "warning" => EventKind::Warning,
+        "escalated" => EventKind::Escalated,
+        "resolved" => EventKind::Resolved,
+        "closed" => EventKind::Closed,
+        _ => EventKind::Assigned,
+    }
+}
+
+fn snapshot(
+    incident: &IncidentRow,
+    tier: u8,
+    sla: Option<&crate::store::IncidentSlaView>,
+) -> IncidentSnapshot {
+    IncidentSnapshot {
+        number: incident.number.clone(),
+        customer: incident.customer.clone(),
+        site: incident.site.clone(),
+        host_id: incident.host_id.map(|h| h.to_string()),
+        hostname: incident.hostname.clone(),
+        rule: incident.rule.clone(),
+        resource: incident.resource.clone(),
+        level: incident.level,
+        state: incident.state.as_str().to_owned(),
+        tier,
+        summary: incident.summary.clone(),
+        opened_at_ms: incident.opened_at_ms,
+        resolved_at_ms: incident.resolved_at_ms,
+        response_due_ms: sla.and_then(|s| s.response_due_ms),
+        resolution_due_ms: sla.and_then(|s| s.resolution_due_ms),
+    }
+}

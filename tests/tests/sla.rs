@@ -1,0 +1,374 @@
+//! SLA clocks, escalation and notifications end to end: real collectors and agents, a real
+//! Alertmanager, a recording webhook receiver that checks every signature, and the collector's
+//! test clock to move through deadlines exactly. Each test says which promise it proves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vigil_e2e::alertmanager::Alertmanager;
+use vigil_e2e::mdstat::{self, DEGRADED, HEALTHY};
+use vigil_e2e::webhook::{Request, Webhook};
+use vigil_e2e::{Agent, Collector};
+
+const SECRET: &str = "a-webhook-secret-of-32-characters";
+
+/// Sweeps often; silence judged only after a day so the test clock can jump; the clock rule
+/// off because synthetic roots do not fake adjtimex.
+fn config(dir: &Path, hooks: &[(&str, &Webhook)], am: Option<&Alertmanager>) -> String {
+    let secret = dir.join("hook.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let mut text = String::from(
+        "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n\n\
+         [incidents]\nsweep_every = \"100ms\"\nstart_grace = \"1ms\"\n\n\
+         [sla]\nsweep_every = \"100ms\"\nlease_ttl = \"1s\"\n\n",
+    );
+    let mut defaults: Vec<String> = hooks.iter().take(1).map(|(n, _)| format!("{n:?}")).collect();
+    if am.is_some() {
+        defaults.push("\"am\"".into());
+    }
+    text.push_str(&format!(
+        "[notify]\nalertmanager_repeat = \"1s\"\ndefault_receivers = [{}]\n\n",
+        defaults.join(", ")
+    ));
+    for (name, hook) in hooks {
+        text.push_str(&format!(
+            "[notify.receivers.{name}]\nwebhook = \"{}\"\nsecret_file = \"{}\"\n\n",
+            hook.url,
+            secret.display()
+        ));
+    }
+    if let Some(am) = am {
+        text.push_str(&format!("[notify.receivers.am]\nalertmanager = \"{}\"\n\n", am.url));
+    }
+    text.push_str("[rules.\"clock.unsynchronised\"]\nenabled = false\n");
+    text
+}
+
+fn hmac_hex(secret: &str, message: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    ring::hmac::sign(&key, message).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every request the hook got, each checked: POST, JSON, a valid signature over
+/// `<timestamp>.<body>`, and an event id header equal to the body's.
+fn events(hook: &Webhook) -> Vec<(Request, Value)> {
+    hook.requests()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.method, "POST");
+            let timestamp = r.header("x-vigil-timestamp").expect("timestamp header").to_owned();
+            let mut signed = timestamp.into_bytes();
+            signed.push(b'.');
+            signed.extend_from_slice(&r.body);
+            let expected = format!("sha256={}", hmac_hex(SECRET, &signed));
+            assert_eq!(r.header("x-vigil-signature"), Some(expected.as_str()), "bad signature");
+            let body = r.json();
+            assert_eq!(r.header("x-vigil-event-id"), body["event_id"].as_str());
+            (r, body)
+        })
+        .collect()
+}
+
+/// The kinds of events the hook accepted for `incident`, each event id once.
+fn kinds(hook: &Webhook, incident: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    events(hook)
+        .into_iter()
+        .filter(|(r, b)| r.answered == 200 && b["incident"]["number"] == incident)
+        .filter(|(_, b)| seen.insert(b["event_id"].as_str().unwrap().to_owned()))
+        .map(|(_, b)| b["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn advance(c: &Collector, by: &str) {
+    let (status, body) = c.post("/api/v1/test-clock", json!({ "advance": by })).await;
+    assert_eq!(status, 200, "moving the test clock: {body}");
+}
+
+fn ms(rfc3339: &Value) -> i64 {
+    vigil_e2e::alertmanager::parse_time(rfc3339)
+}
+
+/// Starts an agent on a healthy root, waits for its first report, then degrades the array and
+/// returns the raid.degraded incident it opens (not a baseline review).
+async fn degraded_host(
+    c: &Collector,
+    dir: &Path,
+    name: &str,
+) -> (Agent, std::path::PathBuf, Value) {
+    let root = mdstat::root_with(dir, name, HEALTHY);
+    let agent = Agent::enroll_and_start(
+        c,
+        &dir.join(format!("{name}-state")),
+        &["--root", root.to_str().unwrap()],
+    )
+    .await;
+    let host = agent.host_id();
+    c.wait_for("the first report", Duration::from_secs(30), async |c| {
+        let h = c.get(&format!("/api/v1/hosts/{host}")).await;
+        h["last_seen_unix_ms"].is_i64().then_some(())
+    })
+    .await;
+    mdstat::set(&root, DEGRADED);
+    let incident = c
+        .wait_for("the raid.degraded incident", Duration::from_secs(30), async |c| {
+            c.get(&format!("/api/v1/incidents?host={host}")).await["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["rule"] == "raid.degraded")
+                .cloned()
+        })
+        .await;
+    (agent, root, incident)
+}
+
+async fn incident(c: &Collector, number: &Value) -> Value {
+    c.get(&format!("/api/v1/incidents/{}", number.as_str().unwrap())).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_warn_escalate_pause_and_stop_on_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier1 = Webhook::start(200).await;
+    let tier2 = Webhook::start(200).await;
+    let config = config(dir.path(), &[("tier1", &tier1), ("tier2", &tier2)], None);
+    let c = Collector::start_with_config(
+        &dir.path().join("c"),
+        None,
+        &config,
+        &["--test-clock", "now"],
+    );
+    let (status, body) = c.post("/api/v1/customers", json!({ "name": "acme" })).await;
+    assert!(status == 200 || status == 409, "{body}");
+    let (status, body) = c
+        .put(
+            "/api/v1/customers/acme/contract",
+            json!({ "time_zone": "Europe/Berlin",
+                    "tiers": { "1": [{ "receiver": "tier1" }], "2": [{ "receiver": "tier2" }] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Three hosts, three L2 incidents opened at about the same time (15 min to respond).
+    let (_a, _, ignored) = degraded_host(&c, dir.path(), "ignored").await;
+    let (_b, _, acked) = degraded_host(&c, dir.path(), "acked").await;
+    let (_m, _, paused) = degraded_host(&c, dir.path(), "paused").await;
+    for i in [&ignored, &acked, &paused] {
+        assert_eq!(i["level"], 2, "{i:#}");
+    }
+    // Deadlines are computed by the sweep.
+    let sla_of = async |i: &Value| {
+        c.wait_for("deadlines", Duration::from_secs(10), async |c| {
+            let v = incident(c, &i["number"]).await;
+            v["sla"]["response"]["due"].is_string().then_some(v)
+        })
+        .await
+    };
+    let shown = sla_of(&ignored).await;
+    let opened = ms(&shown["opened_at"]);
+    assert_eq!(ms(&shown["sla"]["response"]["due"]), opened + 15 * 60_000, "{shown:#}");
+    assert_eq!(ms(&shown["sla"]["resolution"]["due"]), opened + 8 * 3_600_000, "{shown:#}");
+
+    // One is acknowledged at once; a maintenance window an hour long starting within the
+    // next two minutes covers the third host.
+    let (status, body) = c
+        .post(&format!("/api/v1/incidents/{}/ack", acked["number"].as_str().unwrap()), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let now = c.get("/api/v1/test-clock").await["now_unix_ms"].as_i64().unwrap();
+    let start_ms = (now / 60_000 + 1) * 60_000;
+    let start = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_millis(start_ms as u64),
+    )
+    .to_string();
+    let (status, body) = c
+        .post(
+            "/api/v1/maintenance",
+            json!({ "customer": "acme", "host": paused["host_id"], "start": &start[..16],
+                    "duration": "1h", "time_zone": "UTC", "rules": ["raid.degraded"],
+                    "reason": "disk swap" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let held = c
+        .wait_for("the paused clock", Duration::from_secs(10), async |c| {
+            let v = incident(c, &paused["number"]).await;
+            let due =
+                v["sla"]["response"]["due"].as_str().map(|_| ms(&v["sla"]["response"]["due"]))?;
+            (due > ms(&v["opened_at"]) + 15 * 60_000).then_some(v)
+        })
+        .await;
+    assert_eq!(
+        ms(&held["sla"]["response"]["due"]),
+        ms(&held["opened_at"]) + 75 * 60_000,
+        "15 minutes of clock plus the hour of maintenance: {held:#}"
+    );
+
+    // 80 % of the response time: a warning to tier 1, for the unacknowledged one only.
+    advance(&c, "12m").await;
+    c.wait_for("the response warning", Duration::from_secs(10), async |_| {
+        kinds(&tier1, ignored["number"].as_str().unwrap())
+            .contains(&"warning".to_owned())
+            .then_some(())
+    })
+    .await;
+    // The deadline: escalated to tier 2, whose receiver hears of it; tier 2 heard nothing before.
+    advance(&c, "3m").await;
+    let escalated = c
+        .wait_for("the escalation", Duration::from_secs(10), async |c| {
+            let v = incident(c, &ignored["number"]).await;
+            (v["sla"]["tier"] == 2).then_some(v)
+        })
+        .await;
+    assert_eq!(escalated["sla"]["response"]["met"], false, "{escalated:#}");
+    assert!(
+        escalated["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "escalated"
+                && t["detail"].as_str().unwrap().contains("tier 1 → 2")),
+        "{escalated:#}"
+    );
+    c.wait_for("tier 2 notified", Duration::from_secs(10), async |_| {
+        let k = kinds(&tier2, ignored["number"].as_str().unwrap());
+        (k == ["escalated"]).then_some(())
+    })
+    .await;
+    let tier1_kinds = kinds(&tier1, ignored["number"].as_str().unwrap());
+    assert_eq!(tier1_kinds, ["opened", "warning", "escalated"], "tier 1 hears everything");
+
+    // The acknowledged one met its response deadline and stays with tier 1; the paused one
+    // is not due yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked = incident(&c, &acked["number"]).await;
+    assert_eq!(acked["sla"]["response"]["met"], true, "{acked:#}");
+    assert_eq!(acked["sla"]["tier"], 1, "{acked:#}");
+    let paused = incident(&c, &paused["number"]).await;
+    assert_eq!(paused["sla"]["tier"], 1, "{paused:#}");
+    assert!(paused["sla"]["response"]["met"].is_null(), "{paused:#}");
+    assert!(kinds(&tier2, acked["number"].as_str().unwrap()).is_empty());
+    assert!(kinds(&tier1, acked["number"].as_str().unwrap()).contains(&"acknowledged".to_owned()));
+
+    // Every delivery is visible on its incident, delivered.
+    for d in escalated["deliveries"].as_array().unwrap() {
+        assert_eq!(d["state"], "delivered", "{d:#}");
+    }
+    // SLA compliance of the customer: L2 had one response met and one missed so far.
+    let report = c.get("/api/v1/customers/acme/sla").await;
+    let l2 = &report["levels"][1];
+    assert_eq!(l2["opened"], 3, "{report:#}");
+    assert_eq!(
+        (l2["response"]["met"].as_u64(), l2["response"]["missed"].as_u64()),
+        (Some(1), Some(1)),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_sees_the_incident_firing_then_resolved() {
+    let Some(am) = Alertmanager::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start(200).await;
+    let config = config(dir.path(), &[("hook", &hook)], Some(&am));
+    let c = Collector::start_with_config(&dir.path().join("c"), None, &config, &[]);
+    let (_agent, root, opened) = degraded_host(&c, dir.path(), "h").await;
+    let number = opened["number"].as_str().unwrap().to_owned();
+    let filter = format!("incident=\"{number}\"");
+    let alert = c
+        .wait_for("the alert in Alertmanager", Duration::from_secs(20), async |_| {
+            am.alerts(&[&filter]).await.into_iter().next()
+        })
+        .await;
+    let labels: BTreeMap<String, String> = serde_json::from_value(alert["labels"].clone()).unwrap();
+    assert_eq!(labels["alertname"], "VigilIncident");
+    assert_eq!(labels["customer"], "acme");
+    assert_eq!(labels["site"], "main");
+    assert_eq!(labels["host"], opened["host_id"].as_str().unwrap());
+    assert_eq!(labels["rule"], "raid.degraded");
+    assert_eq!(labels["resource"], "md6");
+    assert_eq!(labels["level"], "L2");
+    assert_eq!(labels["tier"], "1");
+    assert_eq!(alert["status"]["state"], "active");
+    // Re-posted with an explicit endsAt in the near future, not left open-ended.
+    let ends = ms(&alert["endsAt"]);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
+    assert!(
+        ends > now && ends <= now + 5_000,
+        "endsAt {} is 4 x the 1 s repeat ahead",
+        alert["endsAt"]
+    );
+
+    // Healed: resolved after three clean reports, and gone from Alertmanager's active alerts.
+    mdstat::set(&root, HEALTHY);
+    c.wait_for("resolution", Duration::from_secs(30), async |c| {
+        (incident(c, &opened["number"]).await["state"] == "resolved").then_some(())
+    })
+    .await;
+    c.wait_for("the alert resolved in Alertmanager", Duration::from_secs(20), async |_| {
+        am.alerts(&[&filter]).await.is_empty().then_some(())
+    })
+    .await;
+    let shown = incident(&c, &opened["number"]).await;
+    let delivered: BTreeSet<(String, String)> = shown["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["state"] == "delivered")
+        .map(|d| {
+            (d["receiver"].as_str().unwrap().to_owned(), d["event_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(delivered.iter().any(|(r, _)| r == "am"), "{shown:#}");
+    assert_eq!(kinds(&hook, &number), ["opened", "resolved"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_pending_at_a_kill_9_are_all_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start(503).await;
+    let config = config(dir.path(), &[("hook", &hook)], None);
+    let data = dir.path().join("c");
+    let mut c = Collector::start_with_config(&data, None, &config, &[]);
+    let (mut agent, _root, opened) = degraded_host(&c, dir.path(), "h").await;
+    let number = opened["number"].as_str().unwrap().to_owned();
+    let (status, body) = c.post(&format!("/api/v1/incidents/{number}/ack"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // The first event was tried and refused; the second waits behind it (a receiver gets an
+    // incident's events in order); nothing is delivered yet.
+    let pending = c
+        .wait_for("failed attempts", Duration::from_secs(20), async |c| {
+            let v = incident(c, &opened["number"]).await;
+            let d = v["deliveries"].as_array()?.clone();
+            (d.len() == 2 && d[0]["attempts"].as_u64() >= Some(2)).then_some(d)
+        })
+        .await;
+    assert!(pending.iter().all(|d| d["state"] == "pending"), "{pending:#?}");
+    assert!(pending[0]["last_error"].as_str().unwrap().contains("503"), "{pending:#?}");
+    assert_eq!(pending[1]["attempts"], 0, "{pending:#?}");
+
+    agent.proc.kill();
+    c.proc.kill();
+    hook.set_status(200);
+    c = Collector::start_with_config(&data, None, &config, &[]);
+    let expected: BTreeSet<String> =
+        pending.iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
+    c.wait_for("every pending notification delivered", Duration::from_secs(60), async |_| {
+        let got: BTreeSet<String> = events(&hook)
+            .into_iter()
+            .filter(|(r, _)| r.answered == 200)
+            .map(|(_, b)| b["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        (got == expected).then_some(())
+    })
+    .await;
+    assert_eq!(kinds(&hook, &number), ["opened", "acknowledged"]);
+    let shown = incident(&c, &opened["number"]).await;
+    let deliveries = shown["deliveries"].as_array().unwrap();
+    assert!(deliveries.iter().all(|d| d["state"] == "delivered"), "{deliveries:#?}");
+    assert!(deliveries[0]["attempts"].as_u64().unwrap() >= 3, "{deliveries:#?}");
+}
