@@ -11,9 +11,14 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use vigil_proto::v1::EnrollRequest;
 use vigil_proto::v1::enrollment_client::EnrollmentClient;
+use vigil_proto::v1::ingest_client::IngestClient;
+use vigil_proto::v1::{
+    AgentMessage, CollectorMessage, EnrollRequest, Hello, agent_message, collector_message,
+};
 use vigil_tls::{ClientIdentity, TlsError};
 
 use crate::Collector;
@@ -71,6 +76,54 @@ impl TestIdentity {
             cert: response.certificate_der.into(),
             ca: response.ca_certificate_der.into(),
         })
+    }
+
+    /// The `Hello` this identity opens a report stream with, as agent instance `instance`.
+    pub fn hello(&self, instance: &str) -> AgentMessage {
+        AgentMessage {
+            kind: Some(agent_message::Kind::Hello(Hello {
+                agent_instance: instance.into(),
+                agent_version: "test".into(),
+                interval_seconds: 10,
+                machine_id: format!("machine-{instance}"),
+                hostname: "test-host".into(),
+                host_id: self.host_id.clone(),
+            })),
+        }
+    }
+
+    /// Opens a report stream as this identity, sends its `Hello` for `instance` and then
+    /// `messages`, and returns the acknowledged seqs and the final error, if any.
+    pub async fn stream(
+        &self,
+        collector: &Collector,
+        instance: &str,
+        messages: Vec<AgentMessage>,
+    ) -> (Vec<u64>, Option<tonic::Status>) {
+        let channel = self.channel(collector).await.expect("mTLS channel");
+        let mut client = IngestClient::new(channel).max_encoding_message_size(64 << 20);
+        let (tx, rx) = mpsc::channel(messages.len() + 1);
+        tx.send(self.hello(instance)).await.expect("queue hello");
+        for m in messages {
+            tx.send(m).await.expect("queue message");
+        }
+        drop(tx);
+        let mut inbound = match client.report(ReceiverStream::new(rx)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return (Vec::new(), Some(status)),
+        };
+        let mut acked = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
+                Ok(Ok(Some(CollectorMessage {
+                    kind: Some(collector_message::Kind::Ack(ack)),
+                }))) => acked.push(ack.seq),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return (acked, None),
+                Ok(Err(status)) => return (acked, Some(status)),
+                Err(_) => panic!("no answer within 30 s"),
+            }
+        }
     }
 
     /// An mTLS channel to the collector with this identity.

@@ -9,15 +9,10 @@ use std::time::Duration;
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use vigil_e2e::identity::TestIdentity;
 use vigil_e2e::{Agent, Collector, first_reported_host};
-use vigil_proto::v1::{
-    AgentMessage, CollectorMessage, Hello, HostFacts, Report, agent_message, collector_message,
-    ingest_client::IngestClient,
-};
+use vigil_proto::v1::{AgentMessage, HostFacts, Report, agent_message};
 
 const INSTANCE: &str = "6f1c1c8e-7c55-4f0e-9d7c-3f7a6a1b2c3d";
 
@@ -29,19 +24,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
-}
-
-fn hello(who: &TestIdentity) -> AgentMessage {
-    AgentMessage {
-        kind: Some(agent_message::Kind::Hello(Hello {
-            agent_instance: INSTANCE.into(),
-            agent_version: "test".into(),
-            interval_seconds: 10,
-            machine_id: "hostile".into(),
-            hostname: "hostile".into(),
-            host_id: who.host_id.clone(),
-        })),
-    }
 }
 
 fn report(seq: u64, replayed: bool, padding: usize) -> AgentMessage {
@@ -66,30 +48,7 @@ async fn stream(
     who: &TestIdentity,
     messages: Vec<AgentMessage>,
 ) -> (Vec<u64>, Option<tonic::Status>) {
-    let channel = who.channel(collector).await.unwrap();
-    let mut client = IngestClient::new(channel).max_encoding_message_size(64 << 20);
-    let (tx, rx) = mpsc::channel(messages.len() + 1);
-    tx.send(hello(who)).await.unwrap();
-    for m in messages {
-        tx.send(m).await.unwrap();
-    }
-    drop(tx);
-    let mut inbound = match client.report(ReceiverStream::new(rx)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return (Vec::new(), Some(status)),
-    };
-    let mut acked = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
-            Ok(Ok(Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(ack)) }))) => {
-                acked.push(ack.seq)
-            }
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => return (acked, None),
-            Ok(Err(status)) => return (acked, Some(status)),
-            Err(_) => panic!("no answer within 30 s"),
-        }
-    }
+    who.stream(collector, INSTANCE, messages).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vigil_e2e::alertmanager::Alertmanager;
+use vigil_e2e::identity::TestIdentity;
 use vigil_e2e::mdstat::{self, DEGRADED, HEALTHY};
 use vigil_e2e::webhook::{Request, Webhook};
 use vigil_e2e::{Agent, Collector};
@@ -17,10 +18,20 @@ const SECRET: &str = "a-webhook-secret-of-32-characters";
 /// Sweeps often; silence judged only after a day so the test clock can jump; the clock rule
 /// off because synthetic roots do not fake adjtimex.
 fn config(dir: &Path, hooks: &[(&str, &Webhook)], am: Option<&Alertmanager>) -> String {
+    config_with(dir, hooks, am, "")
+}
+
+/// [`config`] with more `[ingest]` keys.
+fn config_with(
+    dir: &Path,
+    hooks: &[(&str, &Webhook)],
+    am: Option<&Alertmanager>,
+    ingest: &str,
+) -> String {
     let secret = dir.join("hook.secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let mut text = String::from(
-        "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n\n\
+    let mut text = format!(
+        "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n{ingest}\n\
          [incidents]\nsweep_every = \"100ms\"\nstart_grace = \"1ms\"\n\n\
          [sla]\nsweep_every = \"100ms\"\nlease_ttl = \"1s\"\n\n",
     );
@@ -371,4 +382,83 @@ async fn notifications_pending_at_a_kill_9_are_all_delivered_after_restart() {
     let deliveries = shown["deliveries"].as_array().unwrap();
     assert!(deliveries.iter().all(|d| d["state"] == "delivered"), "{deliveries:#?}");
     assert!(deliveries[0]["attempts"].as_u64().unwrap() >= 3, "{deliveries:#?}");
+}
+
+fn raid_report(seq: u64, array: vigil_proto::v1::RaidArray) -> vigil_proto::v1::AgentMessage {
+    use vigil_proto::v1::{
+        AgentMessage, ProbeResult, RaidData, Report, agent_message, probe_result,
+    };
+    AgentMessage {
+        kind: Some(agent_message::Kind::Report(Report {
+            agent_instance: "0e6f2b0c-5a43-4d55-9c5e-6f0a3c1d2e4f".into(),
+            seq,
+            collected_at_unix_ms: 1,
+            probes: vec![ProbeResult {
+                probe: "raid".into(),
+                status: probe_result::Status::Ok as i32,
+                data: Some(probe_result::Data::Raid(RaidData { arrays: vec![array] })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_agent_strings_reach_the_webhook_as_valid_bounded_json() {
+    use vigil_proto::v1::{RaidArray, RaidMember};
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start(200).await;
+    // Limits raised so a megabyte-long name is accepted by ingest and must be bounded later.
+    let ingest = "max_string_bytes = 2097152\nmax_report_bytes = 8388608\n";
+    let config = config_with(dir.path(), &[("hook", &hook)], None, ingest);
+    let c = Collector::start_with_config(&dir.path().join("c"), None, &config, &[]);
+    let token = c.enrollment_token("acme", "main", 1, "1h").await;
+    let who = TestIdentity::enroll(&c, &token, "hostile").await.unwrap();
+
+    let hostile = format!(
+        "md0\n`$(touch /tmp/pwned)`<script>alert(1)</script>\u{1b}[2J\u{202e}{}",
+        "x".repeat(1 << 20)
+    );
+    let member =
+        |device: &str, failed| RaidMember { device: device.into(), failed, ..Default::default() };
+    let array = |name: &str, failed: bool| RaidArray {
+        name: name.into(),
+        level: "raid1".into(),
+        state: "active".into(),
+        raid_disks: 2,
+        active_disks: if failed { 1 } else { 2 },
+        failed_disks: u32::from(failed),
+        degraded: failed,
+        members: vec![member("sda2", false), member("sdb2", failed)],
+        ..Default::default()
+    };
+    // A healthy first report (the baseline), then the hostile array degraded.
+    let (acked, err) = who
+        .stream(
+            &c,
+            "0e6f2b0c-5a43-4d55-9c5e-6f0a3c1d2e4f",
+            vec![raid_report(1, array("md0", false)), raid_report(2, array(&hostile, true))],
+        )
+        .await;
+    assert_eq!((acked, err.map(|e| e.to_string())), (vec![1, 2], None));
+
+    let (request, body) = c
+        .wait_for("the opened event at the webhook", Duration::from_secs(20), async |_| {
+            events(&hook).into_iter().find(|(_, b)| b["incident"]["rule"] == "raid.degraded")
+        })
+        .await;
+    // Valid JSON (events() parsed and checked the signature), bounded, and the text is data.
+    assert!(request.body.len() < 16 * 1024, "{} bytes", request.body.len());
+    let summary = body["incident"]["summary"].as_str().unwrap();
+    let resource = body["incident"]["resource"].as_str().unwrap();
+    for text in [summary, resource] {
+        assert!(text.contains("`$(touch /tmp/pwned)`<script>alert(1)</script>"), "{text:?}");
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(text.len() <= 4096, "{}", text.len());
+    }
+    assert!(!Path::new("/tmp/pwned").exists(), "nothing ran the text");
+    let shown =
+        c.get(&format!("/api/v1/incidents/{}", body["incident"]["number"].as_str().unwrap())).await;
+    assert_eq!(shown["summary"].as_str().unwrap(), summary, "the API shows what was sent");
 }

@@ -7,16 +7,24 @@ use std::borrow::Cow;
 /// Longest agent string kept in a resource or summary, in characters.
 pub(super) const MAX_TEXT_CHARS: usize = 200;
 
-/// An agent string as a resource or inside a summary: control characters dropped, then cut to
-/// [`MAX_TEXT_CHARS`] characters. Borrowed when it is fine as it is.
+/// Characters never kept from an agent: control characters, and the bidirectional overrides
+/// and line separators that make a terminal or a web page show text other than it is.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// An agent string as a resource or inside a summary: control characters and bidirectional
+/// overrides dropped, then cut to [`MAX_TEXT_CHARS`] characters. Borrowed when it is fine as
+/// it is.
 pub(super) fn text(agent: &str) -> Cow<'_, str> {
-    let clean = !agent.chars().any(char::is_control);
+    let clean = !agent.chars().any(unsafe_char);
     let cut = agent.char_indices().nth(MAX_TEXT_CHARS).map(|(at, _)| at);
     match (clean, cut) {
         (true, None) => Cow::Borrowed(agent),
         (true, Some(cut)) => Cow::Borrowed(&agent[..cut]),
         (false, _) => {
-            Cow::Owned(agent.chars().filter(|c| !c.is_control()).take(MAX_TEXT_CHARS).collect())
+            Cow::Owned(agent.chars().filter(|c| !unsafe_char(*c)).take(MAX_TEXT_CHARS).collect())
         }
     }
 }
@@ -73,6 +81,7 @@ mod tests {
     fn text_is_bounded_and_clean() {
         assert!(matches!(text("md0"), Cow::Borrowed("md0")));
         assert_eq!(text("a\nb\u{1b}[31mc\u{7f}"), "ab[31mc");
+        assert_eq!(text("db1\u{202e}txt.exe\u{2028}"), "db1txt.exe", "no bidi overrides");
         let long = "é".repeat(300);
         assert_eq!(text(&long).chars().count(), MAX_TEXT_CHARS);
         assert!(matches!(text(&long), Cow::Borrowed(_)));
