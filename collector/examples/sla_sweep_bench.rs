@@ -4,7 +4,8 @@
 //! matter, on a manual clock:
 //!
 //! 1. **first**: every incident is new, so every deadline is computed and stored (the worst
-//!    case, e.g. after a contract change for the whole fleet);
+//!    case, e.g. after a contract change for the whole fleet), in consecutive sweeps of at most
+//!    `SWEEP_LIMIT` incidents as the runner does it;
 //! 2. **quiet**: nothing is due (the steady state between deadlines);
 //! 3. **warn**: twelve minutes later every L2 incident reaches 80 % of its response time at
 //!    once, so each gets a warning written to its timeline and the outbox.
@@ -168,18 +169,36 @@ async fn main() {
     let mut results = Vec::new();
     for (name, advance_ms) in [("first", 0), ("quiet", 1_000), ("warn", 12 * 60_000)] {
         clock.advance_ms(advance_ms);
+        // As the runner does: sweeps follow each other while one was full.
         let started = Instant::now();
-        let stats = vigil_collector::sla::sweep(&store, &shared, &maintenance, &[]).await.unwrap();
+        let mut sweeps = Vec::new();
+        let mut total = vigil_collector::sla::SweepStats::default();
+        loop {
+            let one = Instant::now();
+            let stats =
+                vigil_collector::sla::sweep(&store, &shared, &maintenance, &[]).await.unwrap();
+            sweeps.push(one.elapsed());
+            total.looked_at += stats.looked_at;
+            total.warnings += stats.warnings;
+            total.escalations += stats.escalations;
+            if stats.looked_at < u64::from(vigil_collector::sla::SWEEP_LIMIT) {
+                break;
+            }
+        }
         let took = started.elapsed();
+        let longest = sweeps.iter().max().copied().unwrap_or_default();
         println!(
-            "{name:<6} sweep: {took:>10.2?}  looked at {:>6}, applied {:>6}, warnings {:>5}, escalations {:>5}",
-            stats.looked_at, stats.applied, stats.warnings, stats.escalations
+            "{name:<6} {took:>10.2?} in {} sweep(s), longest {longest:>9.2?}; looked at {:>6}, warnings {:>5}, escalations {:>5}",
+            sweeps.len(),
+            total.looked_at,
+            total.warnings,
+            total.escalations
         );
-        results.push((name, took));
+        results.push((name, longest));
     }
     let worst = results.iter().map(|(_, t)| *t).max().unwrap_or_default();
     println!(
-        "budget 100 ms per sweep over 10 000 open incidents: worst {worst:.2?} ({})",
+        "budget 100 ms per sweep over 10 000 open incidents: longest sweep {worst:.2?} ({})",
         if worst.as_millis() <= 100 { "within" } else { "OVER" }
     );
 }

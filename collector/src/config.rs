@@ -27,6 +27,7 @@ pub struct CollectorConfig {
     pub incidents: IncidentsConfig,
     pub sla: SlaConfig,
     pub notify: NotifyConfig,
+    pub metrics: MetricsConfig,
     /// Overrides of the built-in fault rules, by rule id (`[rules."filesystem.usage"]`):
     /// `enabled`, `level`, `open_after`, `clear_after`, `threshold`, `min_free_bytes`, `names`.
     /// The rule ids and their defaults are listed in docs/rules.md.
@@ -124,6 +125,21 @@ impl Default for SlaConfig {
     }
 }
 
+/// `[metrics]`: the fleet as Prometheus series at `/metrics` (see docs/operators.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Most per-host series exported for one host (a typical host has about fifty); more are
+    /// dropped and counted in `vigil_host_series_dropped_total`.
+    pub max_series_per_host: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { max_series_per_host: crate::exporter::DEFAULT_MAX_SERIES_PER_HOST }
+    }
+}
+
 /// `[notify]`: where incident changes are sent.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +202,7 @@ impl Default for CollectorConfig {
             incidents: IncidentsConfig::default(),
             sla: SlaConfig::default(),
             notify: NotifyConfig::default(),
+            metrics: MetricsConfig::default(),
             rules: BTreeMap::new(),
             customers: BTreeMap::new(),
         }
@@ -477,6 +494,12 @@ impl CollectorConfig {
         }
         if self.notify.alertmanager_repeat < Duration::from_secs(1) {
             return Err(FieldError::new("notify.alertmanager_repeat", "must be at least 1s"));
+        }
+        if !(1..=10_000).contains(&self.metrics.max_series_per_host) {
+            return Err(FieldError::new(
+                "metrics.max_series_per_host",
+                "must be between 1 and 10000",
+            ));
         }
         if self.notify.max_attempts == 0 {
             return Err(FieldError::new("notify.max_attempts", "must be at least 1"));

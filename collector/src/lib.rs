@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod exporter;
 pub mod ids;
 pub mod incidents;
 pub mod ingest;

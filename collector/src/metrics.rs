@@ -18,6 +18,8 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_tot
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
+pub const HOST_SERIES_DROPPED_TOTAL: &str = "vigil_host_series_dropped_total";
+pub const RUNNER_LEASE_HELD: &str = "vigil_runner_lease_held";
 pub const NOTIFICATIONS_TOTAL: &str = "vigil_notification_attempts_total";
 pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_seconds";
 
@@ -74,6 +76,14 @@ fn describe() {
         Unit::Seconds,
         "From receiving a report to committing what it means for incidents (classified, \
          conditions tracked, incidents opened or resolved)."
+    );
+    describe_counter!(
+        HOST_SERIES_DROPPED_TOTAL,
+        "Per-host series not exported because a host exceeded metrics.max_series_per_host."
+    );
+    describe_gauge!(
+        RUNNER_LEASE_HELD,
+        "1 on the replica holding the runner lease (SLA clocks, notifications, fleet series)."
     );
     describe_counter!(
         NOTIFICATIONS_TOTAL,

@@ -210,7 +210,10 @@ pub async fn run(
     let notifier =
         crate::notify::Notifier::new(store.clone(), clock.clone(), targets, &config.notify)?;
     let receivers: Vec<String> = notifier.receiver_names().iter().map(|s| s.to_string()).collect();
+    let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let host_metrics = crate::exporter::HostMetrics::new(config.metrics.max_series_per_host);
     tasks::Runner {
+        holding: holding.clone(),
         store: store.clone(),
         clock: clock.clone(),
         lease: crate::lease::Lease::new(store.clone(), clock.clone(), holder, config.sla.lease_ttl),
@@ -228,7 +231,8 @@ pub async fn run(
         revocations,
         &config.ingest,
         stop_rx.clone(),
-    );
+    )
+    .with_host_metrics(host_metrics.clone());
     let enrollment = EnrollmentService::new(
         store.clone(),
         ca.clone(),
@@ -247,6 +251,8 @@ pub async fn run(
         maintenance,
         test_clock,
         receivers: Arc::new(receivers),
+        host_metrics,
+        holding,
     });
     let limits = tls::Limits {
         max_connections: config.grpc.max_connections,

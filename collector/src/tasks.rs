@@ -47,16 +47,32 @@ pub struct Runner {
     pub lease: crate::lease::Lease,
     pub maintenance: crate::maintenance::Maintenance,
     pub notifier: crate::notify::Notifier,
+    /// True while this replica holds the lease (read by `/metrics`).
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runner {
     /// One tick: if this replica holds the lease, sweep the SLA clocks, then notify.
     pub async fn tick(&self) -> StoreResult<bool> {
-        if !self.lease.hold().await? {
+        let held = self.lease.hold().await;
+        let holding = matches!(held, Ok(true));
+        self.holding.store(holding, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::RUNNER_LEASE_HELD).set(f64::from(u8::from(holding)));
+        if !held? {
             return Ok(false);
         }
         let receivers = self.notifier.receiver_names();
-        crate::sla::sweep(self.store.as_ref(), &self.clock, &self.maintenance, &receivers).await?;
+        // A full sweep means more is due: the next one follows at once (each is short, so
+        // ingest's commits interleave between them).
+        loop {
+            let stats =
+                crate::sla::sweep(self.store.as_ref(), &self.clock, &self.maintenance, &receivers)
+                    .await?;
+            if stats.looked_at < u64::from(crate::sla::SWEEP_LIMIT) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         let contracts = crate::sla::Contracts::load(self.store.as_ref(), &receivers).await?;
         self.notifier.tick(&contracts).await?;
         Ok(true)

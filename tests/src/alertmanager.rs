@@ -60,8 +60,8 @@ pub fn external(what: &str, env: &str, default: &str) -> Option<PathBuf> {
         panic!("{what} not found at {default} and {env} is unset, but {REQUIRE_EXTERNAL_ENV}=1");
     }
     eprintln!(
-        "SKIPPED: {what} not found at {default}; install Debian's prometheus-alertmanager or set \
-         {env} (and {REQUIRE_EXTERNAL_ENV}=1 to make this a failure)"
+        "SKIPPED: {what} not found at {default}; install its Debian package or set {env} (and \
+         {REQUIRE_EXTERNAL_ENV}=1 to make this a failure)"
     );
     None
 }

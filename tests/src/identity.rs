@@ -126,6 +126,39 @@ impl TestIdentity {
         }
     }
 
+    /// Like [`Self::stream`], but keeps the stream open after every message is acknowledged,
+    /// as a connected agent does, until the returned sender is dropped.
+    pub async fn stream_held(
+        &self,
+        collector: &Collector,
+        instance: &str,
+        messages: Vec<AgentMessage>,
+    ) -> mpsc::Sender<AgentMessage> {
+        let channel = self.channel(collector).await.expect("mTLS channel");
+        let mut client = IngestClient::new(channel).max_encoding_message_size(64 << 20);
+        let (tx, rx) = mpsc::channel(messages.len() + 1);
+        tx.send(self.hello(instance)).await.expect("queue hello");
+        let expected = messages.len();
+        for m in messages {
+            tx.send(m).await.expect("queue message");
+        }
+        let mut inbound =
+            client.report(ReceiverStream::new(rx)).await.expect("report stream").into_inner();
+        let mut acked = 0;
+        while acked < expected {
+            match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
+                Ok(Ok(Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(_)) }))) => {
+                    acked += 1
+                }
+                Ok(Ok(Some(_))) => {}
+                other => panic!("stream ended before every report was acknowledged: {other:?}"),
+            }
+        }
+        // Keep reading (and so the stream open) in the background.
+        tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+        tx
+    }
+
     /// An mTLS channel to the collector with this identity.
     pub async fn channel(&self, collector: &Collector) -> Result<Channel, TlsError> {
         self.channel_at(&collector.grpc_url()).await

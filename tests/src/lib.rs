@@ -9,6 +9,7 @@
 pub mod alertmanager;
 pub mod identity;
 pub mod mdstat;
+pub mod prometheus;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader};

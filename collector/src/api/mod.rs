@@ -46,6 +46,10 @@ pub struct AppState {
     pub test_clock: Option<Arc<ManualClock>>,
     /// Names of the configured notification receivers (what contracts may refer to).
     pub receivers: Arc<Vec<String>>,
+    /// Per-host series of the hosts streaming to this replica.
+    pub host_metrics: crate::exporter::HostMetrics,
+    /// True while this replica holds the runner lease: it then exports the fleet series.
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -155,19 +159,40 @@ async fn metrics(
         return ApiError::new(ErrorCode::Unavailable, "metrics recorder not installed")
             .into_response();
     };
-    // Fleet gauges are computed from the store at scrape time, so every replica reports the
-    // same truth and nothing drifts between scrapes.
-    if let Ok(hosts) = state.store.list_hosts().await {
-        let now = state.clock.now_ms();
+    // Fleet series are computed from the store at scrape time, by the lease holder only, so
+    // with several replicas they come from exactly one and nothing drifts between scrapes.
+    let holder = state.holding.load(std::sync::atomic::Ordering::Relaxed);
+    let now = state.clock.now_ms();
+    if holder && let Ok(hosts) = state.store.list_hosts().await {
         for status in HostStatus::ALL {
             let count =
                 hosts.iter().filter(|h| host_status(h, now, state.min_silence) == status).count();
             ::metrics::gauge!(m::HOSTS, "status" => status.as_str()).set(count as f64);
         }
     }
+    // The collector's own metrics and the fleet first, then the per-host series streamed in
+    // pieces rendered off the async threads: ten thousand hosts are tens of megabytes of text,
+    // never held at once.
+    let mut head = handle.render();
+    if holder {
+        let fleet =
+            crate::exporter::render_fleet(state.store.as_ref(), now, state.min_silence, &mut head)
+                .await;
+        if let Err(err) = fleet {
+            return ApiError::from(err).into_response();
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    let _first = tx.try_send(Ok(head.into()));
+    let hosts = state.host_metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        hosts.render_chunked(256 << 10, &mut |chunk| {
+            let _gone = tx.blocking_send(Ok(chunk.into()));
+        });
+    });
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        handle.render(),
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
     )
         .into_response()
 }

@@ -52,6 +52,8 @@ pub struct IngestService {
     /// Becomes true when the collector stops: open streams end with `UNAVAILABLE` so the
     /// agents reconnect (elsewhere, or after the restart) instead of holding shutdown up.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The per-host series of the hosts whose streams this replica holds.
+    host_metrics: crate::exporter::HostMetrics,
 }
 
 impl IngestService {
@@ -79,7 +81,14 @@ impl IngestService {
             live_rate: Arc::new(RateLimiter::new(config.live_reports_per_minute)),
             replay_gap: Duration::from_secs(1) / config.replay_reports_per_second.max(1),
             stopping,
+            host_metrics: crate::exporter::HostMetrics::default(),
         }
+    }
+
+    /// Exports the per-host series of the hosts streaming here into `metrics`.
+    pub fn with_host_metrics(mut self, metrics: crate::exporter::HostMetrics) -> Self {
+        self.host_metrics = metrics;
+        self
     }
 
     /// The tonic service, with the decoder limit set so that an oversized message is caught
@@ -153,6 +162,7 @@ struct Session {
     instance: String,
     interval_seconds: u32,
     out: mpsc::Sender<Result<CollectorMessage, Status>>,
+    host_metrics: crate::exporter::HostMetrics,
 }
 
 #[tonic::async_trait]
@@ -217,6 +227,7 @@ impl ingest_server::Ingest for IngestService {
             instance: hello.agent_instance.clone(),
             interval_seconds: hello.interval_seconds.clamp(1, 86_400),
             out,
+            host_metrics: self.host_metrics.clone(),
         });
         let (pending_tx, pending_rx) = mpsc::channel(256);
         tokio::spawn(session.clone().acknowledge(pending_rx));
@@ -350,6 +361,9 @@ impl IngestService {
             0 => received_at_ms,
             t => t,
         };
+        if !report.replayed {
+            self.host_metrics.observe(session.host, collected_at_ms, &report);
+        }
         ReportRecord {
             host_id: session.host,
             instance: report.agent_instance.clone(),
@@ -423,6 +437,8 @@ impl Session {
             }
         }
         StreamClosed { host: self.host, instance: &self.instance, reason: close_reason }.emit();
+        // Its series are exported by the replica holding its next stream.
+        self.host_metrics.forget(self.host);
     }
 
     async fn check_identity(&self) {

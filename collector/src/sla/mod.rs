@@ -24,8 +24,10 @@ use crate::maintenance::{Maintenance, Scope};
 use crate::store::{Store, StoreResult};
 use contract::{Contract, Terms};
 
-/// Most incidents one sweep looks at; the rest wait for the next sweep.
-const SWEEP_LIMIT: u32 = 20_000;
+/// Most incidents one sweep looks at, so one sweep holds the store's writer for well under
+/// 100 ms and ingest's group commits interleave; a larger backlog (a contract change for
+/// thousands of open incidents) is worked off by the sweeps that follow at once.
+pub const SWEEP_LIMIT: u32 = 2_000;
 
 /// How far past now maintenance windows are looked up for pausing clocks.
 const PAUSE_HORIZON_MS: i64 = 60 * 86_400_000;
@@ -65,7 +67,7 @@ impl Contracts {
     }
 }
 
-/// What one sweep did.
+/// What one sweep did; `looked_at == SWEEP_LIMIT` means more may be due.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepStats {
     pub looked_at: u64,
@@ -74,8 +76,8 @@ pub struct SweepStats {
     pub escalations: u64,
 }
 
-/// Looks at every incident whose SLA state is due and applies what follows. The caller holds
-/// the runner lease.
+/// Looks at up to [`SWEEP_LIMIT`] incidents whose SLA state is due, oldest first, and applies
+/// what follows. The caller holds the runner lease.
 pub async fn sweep(
     store: &dyn Store,
     clock: &SharedClock,

@@ -330,6 +330,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn incident_deliveries(&self, incident: i64) -> StoreResult<Vec<DeliveryRow>>;
     /// (outbox items not fanned out, deliveries pending).
     async fn notification_backlog(&self) -> StoreResult<(u64, u64)>;
+    /// Every incident, reduced to what the fleet metrics count.
+    async fn incident_stats(&self) -> StoreResult<Vec<IncidentStat>>;
 
     /// Cheap check that the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

@@ -78,6 +78,21 @@ pub enum DeliveryOutcome {
     },
 }
 
+/// What the fleet metrics need of one incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentStat {
+    pub customer: String,
+    pub level: u8,
+    /// Open or acknowledged.
+    pub active: bool,
+    /// When its SLA clocks started (opening or latest reopening).
+    pub clock_start_ms: UnixMs,
+    pub acknowledged_at_ms: Option<UnixMs>,
+    pub resolved_at_ms: Option<UnixMs>,
+    pub response_met: Option<bool>,
+    pub resolution_met: Option<bool>,
+}
+
 /// SLA deadlines and outcome of one incident, for the API.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IncidentSlaView {

@@ -1056,6 +1056,10 @@ impl Store for SqliteStore {
         self.notification_backlog_impl().await
     }
 
+    async fn incident_stats(&self) -> StoreResult<Vec<IncidentStat>> {
+        self.incident_stats_impl().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
         Ok(())

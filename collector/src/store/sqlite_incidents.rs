@@ -158,6 +158,54 @@ pub(super) async fn timeline(
     Ok(())
 }
 
+/// [`timeline`] for many entries at once (entries of kinds that never reset the SLA clocks):
+/// multi-row inserts, the notifiable ones entering the outbox.
+pub(super) async fn timeline_batch(
+    tx: &mut SqliteConnection,
+    entries: &[(i64, &str, &str)],
+    at: UnixMs,
+) -> StoreResult<()> {
+    debug_assert!(entries.iter().all(|(_, kind, _)| !SLA_RELEVANT.contains(kind)));
+    for chunk in entries.chunks(1000) {
+        let mut sql = String::from(
+            "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, detail) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?)" });
+        }
+        sql.push_str(" RETURNING id, incident_id, kind");
+        let mut query = sqlx::query(&sql);
+        for (incident, kind, detail) in chunk {
+            query = query.bind(incident).bind(at).bind(*kind).bind(SYSTEM_ACTOR).bind(*detail);
+        }
+        let rows = query.fetch_all(&mut *tx).await.map_err(unavailable)?;
+        let mut notify: Vec<(i64, i64)> = Vec::new();
+        for row in &rows {
+            let kind: String = row.try_get("kind").map_err(corrupt)?;
+            if NOTIFIABLE.contains(&kind.as_str()) {
+                notify.push((
+                    row.try_get("incident_id").map_err(corrupt)?,
+                    row.try_get("id").map_err(corrupt)?,
+                ));
+            }
+        }
+        if notify.is_empty() {
+            continue;
+        }
+        let mut sql =
+            String::from("INSERT INTO outbox (incident_id, timeline_id, created_at_ms) VALUES ");
+        for i in 0..notify.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+        }
+        let mut query = sqlx::query(&sql);
+        for (incident, entry) in &notify {
+            query = query.bind(incident).bind(entry).bind(at);
+        }
+        query.execute(&mut *tx).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 /// Files `child` under `parent` unless it already is under something.
 async fn group_under(
     tx: &mut SqliteConnection,

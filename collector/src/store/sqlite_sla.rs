@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::sqlite::{SqliteStore, parse_id, unavailable};
-use super::sqlite_incidents::timeline;
+use super::sqlite_incidents::timeline_batch;
 use super::*;
 use crate::classify::FaultLevel;
 use crate::sla::deadlines::{IncidentSla, SlaUpdate};
@@ -177,47 +177,65 @@ impl SqliteStore {
     ) -> StoreResult<u64> {
         let mut conn = self.write.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
-        let mut applied = 0;
-        for (seen, u) in batch {
-            // Only if nothing the clocks depend on changed since the sweep read the incident;
-            // otherwise it is marked for the next sweep already and is left to it.
-            let updated = sqlx::query(
-                "UPDATE incidents SET tier = ?, sla_level = ?, response_due_ms = ?, \
-                 resolution_due_ms = ?, response_met = ?, resolution_met = ?, \
-                 response_warned = ?, resolution_warned = ?, sla_check_at_ms = ?, sla_done = ? \
-                 WHERE id = ? AND level = ? AND COALESCE(acknowledged_at_ms, -1) = ? \
-                 AND COALESCE(resolved_at_ms, -1) = ? AND sla_done = FALSE \
-                 AND COALESCE(sla_start_ms, opened_at_ms) = ?",
-            )
-            .bind(i64::from(u.tier))
-            .bind(i64::from(u.sla_level))
-            .bind(u.response_due_ms)
-            .bind(u.resolution_due_ms)
-            .bind(u.response_met)
-            .bind(u.resolution_met)
-            .bind(u.response_warned)
-            .bind(u.resolution_warned)
-            .bind(u.next_check_ms)
-            .bind(u.next_check_ms.is_none())
-            .bind(u.id)
-            .bind(i64::from(seen.level.as_u8()))
-            .bind(seen.acknowledged_at_ms.unwrap_or(-1))
-            .bind(seen.resolved_at_ms.unwrap_or(-1))
-            .bind(seen.opened_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            if updated == 0 {
-                continue;
+        let mut applied = std::collections::HashSet::new();
+        // One multi-row UPDATE per chunk (15 parameters a row, well under SQLite's limit).
+        // Each row only if nothing the clocks depend on changed since the sweep read the
+        // incident; otherwise it is marked for the next sweep already and is left to it.
+        for chunk in batch.chunks(500) {
+            let mut sql = String::from(
+                "WITH v (id, tier, sla_level, response_due_ms, resolution_due_ms, response_met, \
+                 resolution_met, response_warned, resolution_warned, check_at, done, seen_level, \
+                 seen_ack, seen_resolved, seen_start) AS (VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             }
-            applied += 1;
-            for entry in &u.entries {
-                timeline(&mut tx, u.id, now, entry.kind, SYSTEM_ACTOR, &entry.detail).await?;
+            sql.push_str(
+                ") UPDATE incidents SET tier = v.tier, sla_level = v.sla_level, \
+                 response_due_ms = v.response_due_ms, resolution_due_ms = v.resolution_due_ms, \
+                 response_met = v.response_met, resolution_met = v.resolution_met, \
+                 response_warned = v.response_warned, resolution_warned = v.resolution_warned, \
+                 sla_check_at_ms = v.check_at, sla_done = v.done FROM v \
+                 WHERE incidents.id IN (SELECT id FROM v) AND incidents.id = v.id \
+                 AND incidents.level = v.seen_level \
+                 AND COALESCE(incidents.acknowledged_at_ms, -1) = v.seen_ack \
+                 AND COALESCE(incidents.resolved_at_ms, -1) = v.seen_resolved \
+                 AND incidents.sla_done = FALSE \
+                 AND COALESCE(incidents.sla_start_ms, incidents.opened_at_ms) = v.seen_start \
+                 RETURNING incidents.id",
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for (seen, u) in chunk {
+                query = query
+                    .bind(u.id)
+                    .bind(i64::from(u.tier))
+                    .bind(i64::from(u.sla_level))
+                    .bind(u.response_due_ms)
+                    .bind(u.resolution_due_ms)
+                    .bind(u.response_met)
+                    .bind(u.resolution_met)
+                    .bind(u.response_warned)
+                    .bind(u.resolution_warned)
+                    .bind(u.next_check_ms)
+                    .bind(u.next_check_ms.is_none())
+                    .bind(i64::from(seen.level.as_u8()))
+                    .bind(seen.acknowledged_at_ms.unwrap_or(-1))
+                    .bind(seen.resolved_at_ms.unwrap_or(-1))
+                    .bind(seen.opened_at_ms);
             }
+            applied.extend(query.fetch_all(&mut *tx).await.map_err(unavailable)?);
         }
+        let entries: Vec<(i64, &str, &str)> = batch
+            .iter()
+            .filter(|(_, u)| applied.contains(&u.id))
+            .flat_map(|(_, u)| u.entries.iter().map(|e| (u.id, e.kind, e.detail.as_str())))
+            .collect();
+        timeline_batch(&mut tx, &entries, now).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(applied)
+        Ok(applied.len() as u64)
     }
 
     pub(super) async fn incident_sla_impl(&self, id: i64) -> StoreResult<Option<IncidentSlaView>> {
@@ -359,6 +377,33 @@ impl SqliteStore {
         .await
         .map_err(unavailable)?;
         rows.iter().map(delivery_row).collect()
+    }
+
+    pub(super) async fn incident_stats_impl(&self) -> StoreResult<Vec<IncidentStat>> {
+        let rows = sqlx::query(
+            "SELECT c.name AS customer, i.level, i.state, \
+             COALESCE(i.sla_start_ms, i.opened_at_ms) AS start_ms, i.acknowledged_at_ms, \
+             i.resolved_at_ms, i.response_met, i.resolution_met \
+             FROM incidents i JOIN customers c ON c.id = i.customer_id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state").map_err(corrupt)?;
+                Ok(IncidentStat {
+                    customer: row.try_get("customer").map_err(corrupt)?,
+                    level: row.try_get::<i64, _>("level").map_err(corrupt)? as u8,
+                    active: state == "open" || state == "acknowledged",
+                    clock_start_ms: row.try_get("start_ms").map_err(corrupt)?,
+                    acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(corrupt)?,
+                    resolved_at_ms: row.try_get("resolved_at_ms").map_err(corrupt)?,
+                    response_met: row.try_get("response_met").map_err(corrupt)?,
+                    resolution_met: row.try_get("resolution_met").map_err(corrupt)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn notification_backlog_impl(&self) -> StoreResult<(u64, u64)> {
