@@ -21,6 +21,16 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    pub const ALL: [RejectReason; 7] = [
+        Self::Malformed,
+        Self::TooLarge,
+        Self::ProtocolViolation,
+        Self::StoreUnavailable,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
+        Self::RateLimited,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Malformed => "malformed",

@@ -40,6 +40,16 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()?;
     describe();
+    // Counters of rare events exist from the start, at 0, so `rate()` and alerts see them
+    // before the first one happens.
+    for reason in crate::events::RejectReason::ALL {
+        metrics::counter!(REPORTS_REJECTED_TOTAL, "reason" => reason.as_str()).absolute(0);
+    }
+    for outcome in ["delivered", "retry", "failed"] {
+        metrics::counter!(NOTIFICATIONS_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
+    metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
 }

@@ -1,6 +1,6 @@
 //! Certificates are short-lived and renewed by the running agent without a restart, and nothing
-//! is lost across renewals: with a short certificate lifetime (30 seconds by default, set
-//! `VIGIL_RENEWAL_LIFETIME` to e.g. `2m` for a slower, more realistic run) an agent reports for five
+//! is lost across renewals: with a short certificate lifetime (2 minutes by default, set
+//! `VIGIL_RENEWAL_LIFETIME` to e.g. `20s` for a quick local run) an agent reports for five
 //! lifetimes, renews at least four times, and every report it made has a receipt.
 
 use std::collections::BTreeSet;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vigil_e2e::{Agent, Collector, first_reported_host};
 
 fn lifetime() -> (String, Duration) {
-    let text = std::env::var("VIGIL_RENEWAL_LIFETIME").unwrap_or_else(|_| "30s".into());
+    let text = std::env::var("VIGIL_RENEWAL_LIFETIME").unwrap_or_else(|_| "2m".into());
     let seconds = match text.strip_suffix('m') {
         Some(m) => m.parse::<u64>().expect("minutes") * 60,
         None => text.trim_end_matches('s').parse::<u64>().expect("seconds"),

@@ -462,3 +462,66 @@ async fn hostile_agent_strings_reach_the_webhook_as_valid_bounded_json() {
         c.get(&format!("/api/v1/incidents/{}", body["incident"]["number"].as_str().unwrap())).await;
     assert_eq!(shown["summary"].as_str().unwrap(), summary, "the API shows what was sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vigilctl_shows_and_changes_a_contract_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start(200).await;
+    let config = config(dir.path(), &[("hook", &hook)], None);
+    let c = Collector::start_with_config(&dir.path().join("c"), None, &config, &[]);
+    assert!(c.vigilctl(&["customers", "add", "acme"]).status.success());
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = c.vigilctl(&["customers", "show", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = text(&out);
+    assert!(shown.contains("(default contract)") && shown.contains("L1     5m"), "{shown}");
+
+    let out = c.vigilctl(&[
+        "customers",
+        "set",
+        "acme",
+        "--time-zone",
+        "Europe/Berlin",
+        "--response",
+        "L1=10m",
+        "--hours",
+        "L4=mon-fri/08:00-18:00",
+        "--holidays",
+        "2026-12-24,2026-12-25",
+        "--tier",
+        "2=hook",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = text(&out);
+    for line in [
+        "time zone Europe/Berlin",
+        "L1     10m",
+        "mon,tue,wed,thu,fri 08:00-18:00",
+        "holidays: 2026-12-24, 2026-12-25",
+        "tier 2: hook",
+    ] {
+        assert!(shown.contains(line), "{line:?} missing:\n{shown}");
+    }
+    let contract = c.get("/api/v1/customers/acme/contract").await;
+    assert_eq!(contract["default"], false);
+    assert_eq!(contract["contract"]["levels"]["L1"]["response"], "10m");
+
+    // Wrong input: a clear message and exit code 2 (usage) or 1 (refused by the collector),
+    // and the stored contract unchanged.
+    let out = c.vigilctl(&["customers", "set", "acme", "--hours", "L4=weekdays"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected always, or days/HH:MM-HH:MM"));
+    let out = c.vigilctl(&["customers", "set", "acme", "--tier", "1=pager"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("tiers.1: unknown receiver \"pager\" (configured: hook)"), "{err}");
+    let out = c.vigilctl(&["customers", "set", "acme", "--time-zone", "Mars/Base"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time_zone: unknown time zone"));
+    assert_eq!(c.get("/api/v1/customers/acme/contract").await["contract"], contract["contract"]);
+
+    let out = c.vigilctl(&["customers", "sla", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text(&out).contains("RESPONSE MET/MISSED"), "{}", text(&out));
+}

@@ -361,9 +361,9 @@ impl IngestService {
             0 => received_at_ms,
             t => t,
         };
-        if !report.replayed {
-            self.host_metrics.observe(session.host, collected_at_ms, &report);
-        }
+        // Replayed reports count too: only a newer report replaces the held one, and right
+        // after a reconnect the replayed ones are the freshest readings there are.
+        self.host_metrics.observe(session.host, collected_at_ms, &report);
         ReportRecord {
             host_id: session.host,
             instance: report.agent_instance.clone(),
