@@ -52,7 +52,8 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// One tick: if this replica holds the lease, sweep the SLA clocks, then notify.
+    /// One tick of the clocks: take or renew the lease, and if this replica holds it, sweep
+    /// the SLA clocks.
     pub async fn tick(&self) -> StoreResult<bool> {
         let held = self.lease.hold().await;
         let holding = matches!(held, Ok(true));
@@ -73,13 +74,34 @@ impl Runner {
             }
             tokio::task::yield_now().await;
         }
-        let contracts = crate::sla::Contracts::load(self.store.as_ref(), &receivers).await?;
-        self.notifier.tick(&contracts).await?;
         Ok(true)
     }
 
-    /// Runs [`Runner::tick`] every `every` until the runtime stops; logs lease changes.
+    /// One tick of the notifier, on the lease holder only: fan out, deliver, re-post.
+    pub async fn notify_tick(&self) -> StoreResult<()> {
+        if !self.holding.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let receivers = self.notifier.receiver_names();
+        let contracts = crate::sla::Contracts::load(self.store.as_ref(), &receivers).await?;
+        self.notifier.tick(&contracts).await
+    }
+
+    /// Runs [`Runner::tick`] and [`Runner::notify_tick`] every `every`, each in its own task
+    /// so a slow receiver never delays an escalation, until the runtime stops; logs lease
+    /// changes.
     pub fn spawn(self, every: Duration) {
+        let notifier = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(err) = notifier.notify_tick().await {
+                    tracing::warn!(error = %err, "notification delivery failed; will retry");
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -104,7 +126,7 @@ impl Runner {
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "SLA sweep or notification delivery failed; will retry")
+                        tracing::warn!(error = %err, "SLA sweep failed; will retry")
                     }
                 }
             }

@@ -22,7 +22,7 @@ pub mod payload;
 pub mod testing;
 pub mod webhook;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,8 +209,17 @@ impl Notifier {
 
     async fn deliver(&self) -> StoreResult<()> {
         let due = self.store.due_deliveries(self.clock.now_ms(), BATCH).await?;
+        // A receiver that failed once this tick is not tried again until the next: a dead
+        // endpoint costs one timeout per tick, not one per pending delivery.
+        let mut down: HashSet<String> = HashSet::new();
         for delivery in due {
+            if down.contains(&delivery.receiver) {
+                continue;
+            }
             let outcome = self.attempt(&delivery).await;
+            if matches!(outcome, DeliveryOutcome::Retry { .. }) {
+                down.insert(delivery.receiver.clone());
+            }
             let now = self.clock.now_ms();
             NotificationDelivered { delivery: &delivery, outcome: &outcome }.emit();
             self.store.record_delivery(delivery.id, &outcome, now).await?;
@@ -283,6 +292,7 @@ impl Notifier {
             limit: 100_000,
             ..IncidentFilter::default()
         };
+        let mut down: HashSet<String> = HashSet::new();
         for incident in self.store.list_incidents(&filter).await? {
             let sla = self.store.incident_sla(incident.id).await?;
             let tier = sla.as_ref().map_or(1, |s| s.tier);
@@ -295,6 +305,9 @@ impl Notifier {
             };
             for (name, labels) in self.receivers(contracts, &incident, tier) {
                 let Some(Target::Alertmanager(am)) = self.targets.get(&name) else { continue };
+                if down.contains(&name) {
+                    continue;
+                }
                 let mut am = am.clone();
                 for (k, v) in labels {
                     am.extra_labels.entry(k).or_insert(v);
@@ -302,7 +315,8 @@ impl Notifier {
                 if let Err(err) =
                     alertmanager::send(&self.client, &am, &n, now, self.firing_ttl()).await
                 {
-                    tracing::warn!(receiver = %name, incident = %incident.number, error = %err, "re-posting a firing alert failed; next try in one repeat interval");
+                    tracing::warn!(receiver = %name, incident = %incident.number, error = %err, "re-posting firing alerts failed; next try in one repeat interval");
+                    down.insert(name);
                 }
             }
         }
@@ -345,5 +359,68 @@ fn snapshot(
         resolved_at_ms: incident.resolved_at_ms,
         response_due_ms: sla.and_then(|s| s.response_due_ms),
         resolution_due_ms: sla.and_then(|s| s.resolution_due_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::classify::{FaultLevel, FindingKind};
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Fingerprint, HostEvaluation, IncidentOp};
+
+    #[tokio::test]
+    async fn a_dead_receiver_costs_one_attempt_per_tick_not_one_per_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let host = crate::store::tests::enrolled(store.as_ref(), "h").await;
+        let row = store.get_host(host).await.unwrap().unwrap();
+        // Three incidents, each with one pending "opened" event.
+        let ops = (0..3)
+            .map(|n| IncidentOp::Raise {
+                fingerprint: Fingerprint {
+                    customer_id: row.customer_id,
+                    site_id: row.site_id,
+                    host_id: Some(host),
+                    rule: "raid.degraded".into(),
+                    resource: format!("md{n}"),
+                },
+                level: FaultLevel::L2,
+                summary: "degraded".into(),
+                kind: FindingKind::State,
+                parent: None,
+                groups: Vec::new(),
+                group_host: false,
+                detail: None,
+            })
+            .collect();
+        let batch = [HostEvaluation { state: None, ops, host_events: Vec::new() }];
+        store.apply_evaluations(&batch, 86_400_000, 1_000).await.unwrap();
+
+        let config = NotifyConfig { default_receivers: vec!["dead".into()], ..Default::default() };
+        let targets = HashMap::from([(
+            "dead".to_owned(),
+            Target::Webhook(WebhookTarget {
+                url: testing::unused_local_url(),
+                secret: "0123456789abcdef".into(),
+            }),
+        )]);
+        let clock: SharedClock = Arc::new(ManualClock::new(2_000));
+        let notifier = Notifier::new(store.clone(), clock, targets, &config).unwrap();
+        let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
+        notifier.tick(&contracts).await.unwrap();
+
+        let mut attempts = Vec::new();
+        for id in 1..=3 {
+            for d in store.incident_deliveries(id).await.unwrap() {
+                assert_eq!(d.state, "pending");
+                attempts.push(d.attempts);
+            }
+        }
+        attempts.sort_unstable();
+        assert_eq!(attempts, [0, 0, 1], "one attempt, then the receiver is skipped this tick");
     }
 }
