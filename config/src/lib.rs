@@ -477,6 +477,35 @@ pub mod golden {
         assert_eq!(loaded, T::default());
     }
 
+    /// Panics unless the golden file at `path` holds `actual`, line for line (the message names
+    /// the first differing line). With `VIGIL_UPDATE_GOLDEN=1` it writes `actual` there
+    /// instead, creating the directory; review the diff.
+    pub fn assert_golden_file(path: &Path, actual: &str) {
+        if std::env::var_os("VIGIL_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_else(|err| {
+            panic!("{}: {err}; run with VIGIL_UPDATE_GOLDEN=1 to create it", path.display())
+        });
+        for (n, (want, got)) in expected.lines().zip(actual.lines()).enumerate() {
+            assert_eq!(
+                want,
+                got,
+                "{}:{} differs (VIGIL_UPDATE_GOLDEN=1 rewrites it; then review the diff)",
+                path.display(),
+                n + 1
+            );
+        }
+        assert_eq!(
+            expected.lines().count(),
+            actual.lines().count(),
+            "{} has a different length (VIGIL_UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        );
+    }
+
     /// Panics unless every leaf key of `example` (a TOML document) has a `` | `key` | `` row in
     /// `doc`, with nested tables joined by dots (`probes.smart.interval`).
     pub fn assert_keys_documented(example: &str, doc: &str) {

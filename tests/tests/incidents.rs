@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vigil_e2e::mdstat::{
-    DEGRADED as MDSTAT_DEGRADED, HEALTHY as MDSTAT_HEALTHY, root_with, set as set_mdstat,
+    DEGRADED as MDSTAT_DEGRADED, HEALTHY as MDSTAT_HEALTHY, healthy_agent, root_with,
+    set as set_mdstat,
 };
 use vigil_e2e::{Agent, Collector};
 
@@ -67,11 +68,7 @@ async fn wait_reported(c: &Collector, hosts: usize) {
 async fn degraded_raid_opens_one_l2_incident_and_healing_resolves_it() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start_with_config(&dir.path().join("c"), None, CONFIG, &[]);
-    let root = root_with(dir.path(), "root", MDSTAT_HEALTHY);
-    let agent =
-        Agent::enroll_and_start(&c, &dir.path().join("a"), &["--root", root.to_str().unwrap()])
-            .await;
-    wait_reported(&c, 1).await;
+    let (agent, root) = healthy_agent(&c, dir.path(), "root").await;
     // A few healthy reports: nothing is wrong, nothing opens (no baseline review either).
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(incidents(&c, "").await, Vec::<Value>::new());
@@ -124,11 +121,7 @@ async fn degraded_raid_opens_one_l2_incident_and_healing_resolves_it() {
 async fn people_work_incidents_by_role_through_the_api_and_vigilctl() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start_with_config(&dir.path().join("c"), None, CONFIG, &[]);
-    let root = root_with(dir.path(), "root", MDSTAT_HEALTHY);
-    let _agent =
-        Agent::enroll_and_start(&c, &dir.path().join("a"), &["--root", root.to_str().unwrap()])
-            .await;
-    wait_reported(&c, 1).await;
+    let (_agent, root) = healthy_agent(&c, dir.path(), "root").await;
     set_mdstat(&root, MDSTAT_DEGRADED);
     let incident = c
         .wait_for("an incident", Duration::from_secs(10), async |c| {
@@ -359,11 +352,7 @@ async fn half_a_site_falling_silent_is_one_site_incident() {
 async fn a_maintenance_window_records_the_fault_but_opens_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start_with_config(&dir.path().join("c"), None, CONFIG, &[]);
-    let root = root_with(dir.path(), "root", MDSTAT_HEALTHY);
-    let agent =
-        Agent::enroll_and_start(&c, &dir.path().join("a"), &["--root", root.to_str().unwrap()])
-            .await;
-    wait_reported(&c, 1).await;
+    let (agent, root) = healthy_agent(&c, dir.path(), "root").await;
     let host = agent.host_id();
     // A window from a minute ago, for an hour, in the customer's zone.
     let start =
@@ -426,11 +415,7 @@ async fn a_flapping_array_is_one_incident_marked_flapping() {
     // Clearing after one clean report makes each change count quickly.
     let config = format!("{CONFIG}\n[rules.\"raid.degraded\"]\nclear_after = 1\n");
     let c = Collector::start_with_config(&dir.path().join("c"), None, &config, &[]);
-    let root = root_with(dir.path(), "root", MDSTAT_HEALTHY);
-    let _agent =
-        Agent::enroll_and_start(&c, &dir.path().join("a"), &["--root", root.to_str().unwrap()])
-            .await;
-    wait_reported(&c, 1).await;
+    let (_agent, root) = healthy_agent(&c, dir.path(), "root").await;
     for _ in 0..3 {
         set_mdstat(&root, MDSTAT_DEGRADED);
         tokio::time::sleep(Duration::from_millis(2500)).await;

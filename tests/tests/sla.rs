@@ -109,19 +109,8 @@ async fn degraded_host(
     dir: &Path,
     name: &str,
 ) -> (Agent, std::path::PathBuf, Value) {
-    let root = mdstat::root_with(dir, name, HEALTHY);
-    let agent = Agent::enroll_and_start(
-        c,
-        &dir.join(format!("{name}-state")),
-        &["--root", root.to_str().unwrap()],
-    )
-    .await;
+    let (agent, root) = mdstat::healthy_agent(c, dir, name).await;
     let host = agent.host_id();
-    c.wait_for("the first report", Duration::from_secs(30), async |c| {
-        let h = c.get(&format!("/api/v1/hosts/{host}")).await;
-        h["last_seen_unix_ms"].is_i64().then_some(())
-    })
-    .await;
     mdstat::set(&root, DEGRADED);
     let incident = c
         .wait_for("the raid.degraded incident", Duration::from_secs(30), async |c| {

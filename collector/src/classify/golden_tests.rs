@@ -29,30 +29,7 @@ fn check_golden(tree: &str, findings: &[Finding]) {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/findings")
         .join(format!("{tree}.json"));
-    if std::env::var_os("VIGIL_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(&golden, &json).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|err| {
-        panic!("{}: {err}; run with VIGIL_UPDATE_GOLDEN=1 to create it", golden.display())
-    });
-    // Compare line by line so a failure points at the first differing line.
-    for (n, (want, got)) in expected.lines().zip(json.lines()).enumerate() {
-        assert_eq!(
-            want,
-            got,
-            "{}:{} differs (VIGIL_UPDATE_GOLDEN=1 rewrites it; then review the diff)",
-            golden.display(),
-            n + 1
-        );
-    }
-    assert_eq!(
-        expected.lines().count(),
-        json.lines().count(),
-        "{} has a different length (VIGIL_UPDATE_GOLDEN=1 rewrites it)",
-        golden.display()
-    );
+    vigil_config::golden::assert_golden_file(&golden, &json);
 }
 
 #[test]

@@ -26,6 +26,11 @@ pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// A stored row that does not read back as it should.
+pub(super) fn corrupt(err: sqlx::Error) -> StoreError {
+    StoreError::Corrupt(err.to_string())
+}
+
 pub(super) fn parse_id<T: FromStr>(text: &str) -> StoreResult<T> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
 }
@@ -187,25 +192,24 @@ const HOST_COLUMNS: &str = "h.id, c.id AS customer_id, c.name AS customer, s.id 
      FROM hosts h JOIN sites s ON s.id = h.site_id JOIN customers c ON c.id = s.customer_id";
 
 fn host_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<HostRow> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     Ok(HostRow {
-        id: parse_id(&row.try_get::<String, _>("id").map_err(get)?)?,
-        customer_id: parse_id(&row.try_get::<String, _>("customer_id").map_err(get)?)?,
-        customer: row.try_get("customer").map_err(get)?,
-        site_id: parse_id(&row.try_get::<String, _>("site_id").map_err(get)?)?,
-        site: row.try_get("site").map_err(get)?,
-        hostname: row.try_get("hostname").map_err(get)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(get)?,
-        last_seen_ms: row.try_get("last_seen_ms").map_err(get)?,
-        interval_seconds: row.try_get::<i64, _>("interval_seconds").map_err(get)? as u32,
-        agent_version: row.try_get("agent_version").map_err(get)?,
-        goodbye_reason: row.try_get("goodbye_reason").map_err(get)?,
-        goodbye_at_ms: row.try_get("goodbye_at_ms").map_err(get)?,
-        machine_id: row.try_get("machine_id").map_err(get)?,
-        revoked_at_ms: row.try_get("revoked_at_ms").map_err(get)?,
+        id: parse_id(&row.try_get::<String, _>("id").map_err(corrupt)?)?,
+        customer_id: parse_id(&row.try_get::<String, _>("customer_id").map_err(corrupt)?)?,
+        customer: row.try_get("customer").map_err(corrupt)?,
+        site_id: parse_id(&row.try_get::<String, _>("site_id").map_err(corrupt)?)?,
+        site: row.try_get("site").map_err(corrupt)?,
+        hostname: row.try_get("hostname").map_err(corrupt)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
+        last_seen_ms: row.try_get("last_seen_ms").map_err(corrupt)?,
+        interval_seconds: row.try_get::<i64, _>("interval_seconds").map_err(corrupt)? as u32,
+        agent_version: row.try_get("agent_version").map_err(corrupt)?,
+        goodbye_reason: row.try_get("goodbye_reason").map_err(corrupt)?,
+        goodbye_at_ms: row.try_get("goodbye_at_ms").map_err(corrupt)?,
+        machine_id: row.try_get("machine_id").map_err(corrupt)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(corrupt)?,
         replaced_by: row
             .try_get::<Option<String>, _>("replaced_by")
-            .map_err(get)?
+            .map_err(corrupt)?
             .map(|id| parse_id(&id))
             .transpose()?,
     })
@@ -215,13 +219,12 @@ const SITE_COLUMNS: &str = "s.id, s.customer_id, c.name AS customer, s.name, s.c
      FROM sites s JOIN customers c ON c.id = s.customer_id";
 
 fn site_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SiteRow> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     Ok(SiteRow {
-        id: parse_id(&row.try_get::<String, _>("id").map_err(get)?)?,
-        customer_id: parse_id(&row.try_get::<String, _>("customer_id").map_err(get)?)?,
-        customer: row.try_get("customer").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+        id: parse_id(&row.try_get::<String, _>("id").map_err(corrupt)?)?,
+        customer_id: parse_id(&row.try_get::<String, _>("customer_id").map_err(corrupt)?)?,
+        customer: row.try_get("customer").map_err(corrupt)?,
+        name: row.try_get("name").map_err(corrupt)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
     })
 }
 
@@ -230,32 +233,30 @@ const API_TOKEN_COLUMNS: &str = "t.id, t.name, t.role, t.customer_id, c.name AS 
      FROM api_tokens t LEFT JOIN customers c ON c.id = t.customer_id";
 
 fn api_token_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ApiTokenRow> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let role: String = row.try_get("role").map_err(get)?;
+    let role: String = row.try_get("role").map_err(corrupt)?;
     Ok(ApiTokenRow {
-        id: row.try_get("id").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
+        id: row.try_get("id").map_err(corrupt)?,
+        name: row.try_get("name").map_err(corrupt)?,
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
         customer_id: row
             .try_get::<Option<String>, _>("customer_id")
-            .map_err(get)?
+            .map_err(corrupt)?
             .map(|id| parse_id(&id))
             .transpose()?,
-        customer: row.try_get("customer").map_err(get)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(get)?,
-        created_by: row.try_get("created_by").map_err(get)?,
-        revoked_at_ms: row.try_get("revoked_at_ms").map_err(get)?,
+        customer: row.try_get("customer").map_err(corrupt)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
+        created_by: row.try_get("created_by").map_err(corrupt)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(corrupt)?,
     })
 }
 
 fn latest_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<LatestReport> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     Ok(LatestReport {
-        instance: row.try_get("instance").map_err(get)?,
-        seq: row.try_get::<i64, _>("seq").map_err(get)? as u64,
-        collected_at_ms: row.try_get("collected_at_ms").map_err(get)?,
-        received_at_ms: row.try_get("received_at_ms").map_err(get)?,
-        encoded: row.try_get("report").map_err(get)?,
+        instance: row.try_get("instance").map_err(corrupt)?,
+        seq: row.try_get::<i64, _>("seq").map_err(corrupt)? as u64,
+        collected_at_ms: row.try_get("collected_at_ms").map_err(corrupt)?,
+        received_at_ms: row.try_get("received_at_ms").map_err(corrupt)?,
+        encoded: row.try_get("report").map_err(corrupt)?,
     })
 }
 
@@ -366,15 +367,14 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         rows.iter()
             .map(|row| {
                 Ok(InstanceRow {
-                    instance: row.try_get("instance").map_err(get)?,
-                    first_seen_ms: row.try_get("first_seen_ms").map_err(get)?,
-                    last_seen_ms: row.try_get("last_seen_ms").map_err(get)?,
-                    last_live_ms: row.try_get("last_live_ms").map_err(get)?,
-                    max_seq: row.try_get::<i64, _>("max_seq").map_err(get)? as u64,
+                    instance: row.try_get("instance").map_err(corrupt)?,
+                    first_seen_ms: row.try_get("first_seen_ms").map_err(corrupt)?,
+                    last_seen_ms: row.try_get("last_seen_ms").map_err(corrupt)?,
+                    last_live_ms: row.try_get("last_live_ms").map_err(corrupt)?,
+                    max_seq: row.try_get::<i64, _>("max_seq").map_err(corrupt)? as u64,
                 })
             })
             .collect()
@@ -390,13 +390,12 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         rows.iter()
             .map(|row| {
                 Ok(HostEvent {
-                    at_ms: row.try_get("at_ms").map_err(get)?,
-                    kind: row.try_get("kind").map_err(get)?,
-                    detail: row.try_get("detail").map_err(get)?,
+                    at_ms: row.try_get("at_ms").map_err(corrupt)?,
+                    kind: row.try_get("kind").map_err(corrupt)?,
+                    detail: row.try_get("detail").map_err(corrupt)?,
                 })
             })
             .collect()
@@ -420,15 +419,14 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         rows.iter()
             .map(|row| {
                 Ok(Receipt {
-                    instance: row.try_get("instance").map_err(get)?,
-                    seq: row.try_get::<i64, _>("seq").map_err(get)? as u64,
-                    collected_at_ms: row.try_get("collected_at_ms").map_err(get)?,
-                    received_at_ms: row.try_get("received_at_ms").map_err(get)?,
-                    replayed: row.try_get("replayed").map_err(get)?,
+                    instance: row.try_get("instance").map_err(corrupt)?,
+                    seq: row.try_get::<i64, _>("seq").map_err(corrupt)? as u64,
+                    collected_at_ms: row.try_get("collected_at_ms").map_err(corrupt)?,
+                    received_at_ms: row.try_get("received_at_ms").map_err(corrupt)?,
+                    replayed: row.try_get("replayed").map_err(corrupt)?,
                 })
             })
             .collect()
@@ -446,16 +444,15 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         rows.iter()
             .map(|row| {
-                let sum: f64 = row.try_get("sum_value").map_err(get)?;
-                let count = row.try_get::<i64, _>("sample_count").map_err(get)?.max(1) as u64;
+                let sum: f64 = row.try_get("sum_value").map_err(corrupt)?;
+                let count = row.try_get::<i64, _>("sample_count").map_err(corrupt)?.max(1) as u64;
                 Ok(Rollup {
-                    series: row.try_get("series").map_err(get)?,
-                    bucket_start_ms: row.try_get("bucket_start_ms").map_err(get)?,
-                    min: row.try_get("min_value").map_err(get)?,
-                    max: row.try_get("max_value").map_err(get)?,
+                    series: row.try_get("series").map_err(corrupt)?,
+                    bucket_start_ms: row.try_get("bucket_start_ms").map_err(corrupt)?,
+                    min: row.try_get("min_value").map_err(corrupt)?,
+                    max: row.try_get("max_value").map_err(corrupt)?,
                     avg: sum / count as f64,
                     count,
                 })
@@ -537,7 +534,6 @@ impl Store for SqliteStore {
     }
 
     async fn list_customers(&self) -> StoreResult<Vec<CustomerRow>> {
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let rows = sqlx::query("SELECT id, name, created_at_ms FROM customers ORDER BY name")
             .fetch_all(&self.read)
             .await
@@ -545,9 +541,9 @@ impl Store for SqliteStore {
         let mut customers = Vec::with_capacity(rows.len());
         for row in &rows {
             customers.push(CustomerRow {
-                id: parse_id(&row.try_get::<String, _>("id").map_err(get)?)?,
-                name: row.try_get("name").map_err(get)?,
-                created_at_ms: row.try_get("created_at_ms").map_err(get)?,
+                id: parse_id(&row.try_get::<String, _>("id").map_err(corrupt)?)?,
+                name: row.try_get("name").map_err(corrupt)?,
+                created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
                 sites: Vec::new(),
             });
         }
@@ -614,7 +610,6 @@ impl Store for SqliteStore {
     }
 
     async fn list_enrollment_tokens(&self) -> StoreResult<Vec<EnrollmentTokenRow>> {
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let rows = sqlx::query(
             "SELECT t.id, c.name AS customer, s.name AS site, t.uses_left, t.expires_at_ms, \
              t.created_at_ms, t.created_by FROM enrollment_tokens t \
@@ -627,13 +622,13 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(EnrollmentTokenRow {
-                    id: row.try_get("id").map_err(get)?,
-                    customer: row.try_get("customer").map_err(get)?,
-                    site: row.try_get("site").map_err(get)?,
-                    uses_left: row.try_get::<i64, _>("uses_left").map_err(get)?.max(0) as u32,
-                    expires_at_ms: row.try_get("expires_at_ms").map_err(get)?,
-                    created_at_ms: row.try_get("created_at_ms").map_err(get)?,
-                    created_by: row.try_get("created_by").map_err(get)?,
+                    id: row.try_get("id").map_err(corrupt)?,
+                    customer: row.try_get("customer").map_err(corrupt)?,
+                    site: row.try_get("site").map_err(corrupt)?,
+                    uses_left: row.try_get::<i64, _>("uses_left").map_err(corrupt)?.max(0) as u32,
+                    expires_at_ms: row.try_get("expires_at_ms").map_err(corrupt)?,
+                    created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
+                    created_by: row.try_get("created_by").map_err(corrupt)?,
                 })
             })
             .collect()
@@ -658,9 +653,8 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
             let Some(token) = token else { return Ok(Err(TokenRefusal::Unknown)) };
-            let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let site: String = token.try_get("site_id").map_err(get)?;
-            if token.try_get::<i64, _>("expires_at_ms").map_err(get)? <= now {
+            let site: String = token.try_get("site_id").map_err(corrupt)?;
+            if token.try_get::<i64, _>("expires_at_ms").map_err(corrupt)? <= now {
                 return Ok(Err(TokenRefusal::Expired));
             }
             // Conditional decrement: two agents racing for the last use cannot both win.
@@ -696,7 +690,6 @@ impl Store for SqliteStore {
     }
 
     async fn certificate(&self, fingerprint: &str) -> StoreResult<Option<CertificateRow>> {
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let row = sqlx::query(
             "SELECT c.fingerprint, c.host_id, c.key_sha256, c.not_after_ms, h.revoked_at_ms \
              FROM certificates c JOIN hosts h ON h.id = c.host_id WHERE c.fingerprint = ?",
@@ -707,13 +700,13 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         row.map(|row| {
             Ok(CertificateRow {
-                fingerprint: row.try_get("fingerprint").map_err(get)?,
-                host_id: parse_id(&row.try_get::<String, _>("host_id").map_err(get)?)?,
-                key_sha256: row.try_get("key_sha256").map_err(get)?,
-                not_after_ms: row.try_get("not_after_ms").map_err(get)?,
+                fingerprint: row.try_get("fingerprint").map_err(corrupt)?,
+                host_id: parse_id(&row.try_get::<String, _>("host_id").map_err(corrupt)?)?,
+                key_sha256: row.try_get("key_sha256").map_err(corrupt)?,
+                not_after_ms: row.try_get("not_after_ms").map_err(corrupt)?,
                 host_revoked: row
                     .try_get::<Option<i64>, _>("revoked_at_ms")
-                    .map_err(get)?
+                    .map_err(corrupt)?
                     .is_some(),
             })
         })
@@ -905,7 +898,6 @@ impl Store for SqliteStore {
     }
 
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let rows = sqlx::query(
             "SELECT at_ms, actor, action, target, detail, source FROM audit_log \
              ORDER BY at_ms DESC, id DESC LIMIT ?",
@@ -917,12 +909,12 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(AuditEntry {
-                    at_ms: row.try_get("at_ms").map_err(get)?,
-                    actor: row.try_get("actor").map_err(get)?,
-                    action: row.try_get("action").map_err(get)?,
-                    target: row.try_get("target").map_err(get)?,
-                    detail: row.try_get("detail").map_err(get)?,
-                    source: row.try_get("source").map_err(get)?,
+                    at_ms: row.try_get("at_ms").map_err(corrupt)?,
+                    actor: row.try_get("actor").map_err(corrupt)?,
+                    action: row.try_get("action").map_err(corrupt)?,
+                    target: row.try_get("target").map_err(corrupt)?,
+                    detail: row.try_get("detail").map_err(corrupt)?,
+                    source: row.try_get("source").map_err(corrupt)?,
                 })
             })
             .collect()

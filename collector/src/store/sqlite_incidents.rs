@@ -6,7 +6,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::sqlite::{SqliteStore, parse_id, unavailable};
+use super::sqlite::{SqliteStore, corrupt, parse_id, unavailable};
 use super::*;
 use crate::classify::{FaultLevel, FindingKind};
 
@@ -19,10 +19,6 @@ const INCIDENT_COLUMNS: &str = "i.id, i.customer_id, c.name AS customer, i.site_
      i.resolution_note, i.closed_at_ms \
      FROM incidents i JOIN customers c ON c.id = i.customer_id \
      JOIN sites s ON s.id = i.site_id LEFT JOIN hosts h ON h.id = i.host_id";
-
-fn corrupt(e: sqlx::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 fn optional_id<T: std::str::FromStr>(row: &SqliteRow, column: &str) -> StoreResult<Option<T>> {
     row.try_get::<Option<String>, _>(column).map_err(corrupt)?.map(|id| parse_id(&id)).transpose()

@@ -5,15 +5,11 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::sqlite::{SqliteStore, parse_id, unavailable};
+use super::sqlite::{SqliteStore, corrupt, parse_id, unavailable};
 use super::sqlite_incidents::timeline_batch;
 use super::*;
 use crate::classify::FaultLevel;
 use crate::sla::deadlines::{IncidentSla, SlaUpdate};
-
-fn corrupt(e: sqlx::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 fn contract_row(row: &SqliteRow) -> StoreResult<ContractRow> {
     Ok(ContractRow {
