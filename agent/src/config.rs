@@ -228,14 +228,21 @@ impl Default for AgentConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct SpoolConfig {
-    /// Most unacknowledged reports kept on disk while the collector is unreachable (the default
-    /// holds a day at the 10 s interval). When full, the oldest report is dropped and logged.
+    /// Most unacknowledged reports kept while the collector is unreachable. When the spool is
+    /// full (by count or by bytes), the oldest reports are dropped, logged, and counted to the
+    /// collector.
     pub max_reports: usize,
+    /// Most bytes the spool may take on disk (records are checksummed and compressed). See
+    /// docs/benchmarks.md for how many hours the default holds.
+    pub max_bytes: u64,
+    /// Most bytes held in memory while the state directory cannot be written (disk full, I/O
+    /// error, read-only); the agent goes back to disk as soon as it can.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { max_reports: 8640 }
+        Self { max_reports: 100_000, max_bytes: 64 << 20, max_memory_bytes: 16 << 20 }
     }
 }
 
@@ -317,6 +324,15 @@ impl Validate for AgentConfig {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(FieldError::new("state_dir", "must not be empty"));
+        }
+        if self.spool.max_bytes < 1 << 20 {
+            return Err(FieldError::new("spool.max_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        if self.spool.max_memory_bytes < 1 << 20 {
+            return Err(FieldError::new(
+                "spool.max_memory_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if self.spool.max_reports == 0 {
             return Err(FieldError::new("spool.max_reports", "must be at least 1"));

@@ -45,6 +45,9 @@ struct Cli {
     /// Most unacknowledged reports kept on disk (overrides `spool.max_reports`).
     #[arg(long, global = true)]
     spool_max_reports: Option<usize>,
+    /// Most bytes the spool takes on disk (overrides `spool.max_bytes`).
+    #[arg(long, global = true)]
+    spool_max_bytes: Option<u64>,
     /// First reconnection delay (overrides `backoff.initial`).
     #[arg(long, value_parser = humantime::parse_duration, global = true)]
     backoff_initial: Option<Duration>,
@@ -132,6 +135,9 @@ fn load(cli: &Cli, strictness: Strictness) -> Result<AgentConfig, ExitCode> {
     }
     if let Some(v) = cli.spool_max_reports {
         config.spool.max_reports = v;
+    }
+    if let Some(v) = cli.spool_max_bytes {
+        config.spool.max_bytes = v;
     }
     if let Some(v) = cli.backoff_initial {
         config.backoff.initial = v;

@@ -382,10 +382,10 @@ impl Agent {
 
     /// Reports still waiting in the spool for an acknowledgement.
     pub fn spooled(&self) -> usize {
-        std::fs::read_dir(self.state_dir.join("spool/v1"))
+        std::fs::read_dir(self.state_dir.join("spool/v2"))
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "pb"))
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "rec"))
                     .count()
             })
             .unwrap_or(0)

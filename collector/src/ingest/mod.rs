@@ -215,7 +215,10 @@ impl ingest_server::Ingest for IngestService {
 
         let (out, rx) = mpsc::channel(64);
         let welcome = CollectorMessage {
-            kind: Some(collector_message::Kind::Welcome(Welcome { host_id: host.to_string() })),
+            kind: Some(collector_message::Kind::Welcome(Welcome {
+                host_id: host.to_string(),
+                highest_seq: 0,
+            })),
         };
         // The receiver is held right here, so this cannot fail.
         let _ = out.send(Ok(welcome)).await;
@@ -396,6 +399,7 @@ impl Session {
                             kind: Some(collector_message::Kind::Ack(Ack {
                                 agent_instance: self.instance.clone(),
                                 seq,
+                                stale: false,
                             })),
                         })
                     }
