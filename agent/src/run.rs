@@ -303,7 +303,12 @@ impl Runner {
             self.spool_report(&report);
         }
         self.hello.previous_instance = old;
-        self.hello.previous_instance_reason = reason;
+        // The collector bounds Hello fields at 256 bytes.
+        let mut cut = reason.len().min(256);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.hello.previous_instance_reason = reason[..cut].to_owned();
     }
 
     fn lost(&mut self, reason: String) {

@@ -424,3 +424,29 @@ pub async fn first_reported_host(collector: &Collector, timeout: Duration) -> Va
         })
         .await
 }
+
+/// Copies the directory tree `from` to `to` (files and folders; what a VM snapshot or a backup
+/// of a state directory holds).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read tree") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// A host's timeline events of `kind`, from the host detail.
+pub async fn host_events(collector: &Collector, host: &str, kind: &str) -> Vec<Value> {
+    collector.get(&format!("/api/v1/hosts/{host}")).await["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_e2e::{Agent, Collector, first_reported_host};
+use vigil_e2e::{Agent, Collector, copy_tree, first_reported_host};
 
 async fn receipts(collector: &Collector, host: &str, instance: &str) -> Vec<Value> {
     collector.get(&format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000")).await
@@ -119,7 +119,7 @@ async fn two_live_instances_are_a_cloned_identity() {
     let a = Agent::enroll_and_start(&collector, &tmp.path().join("a"), &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
-    copy_dir(&tmp.path().join("a/tls"), &tmp.path().join("b/tls"));
+    copy_tree(&tmp.path().join("a/tls"), &tmp.path().join("b/tls"));
     let b = Agent::start(&collector.grpc_url(), &tmp.path().join("b"), &[]);
     let event = collector
         .wait_for("a cloned_identity event", Duration::from_secs(30), async |c| {
@@ -134,12 +134,4 @@ async fn two_live_instances_are_a_cloned_identity() {
     assert_eq!(collector.hosts().await.len(), 1);
     let metrics = collector.get_text("/metrics").await;
     assert!(metrics.contains("vigil_cloned_identity_total 1"), "{metrics}");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
