@@ -26,7 +26,8 @@ struct Cli {
     /// Config file (TOML). If the default path does not exist, built-in defaults are used.
     #[arg(long, short, env = "VIGIL_AGENT_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
-    /// Collector address, e.g. https://127.0.0.1:7700 (overrides `collector`).
+    /// Collector address, e.g. https://127.0.0.1:7700, or several replicas separated by commas,
+    /// tried in order (overrides `collector`).
     #[arg(long, global = true)]
     collector: Option<String>,
     /// Time between reports, e.g. 10s (overrides `interval`).

@@ -37,7 +37,6 @@ fn renewal_wake(due_unix_ms: i64) -> Instant {
 }
 
 pub struct Renewal {
-    url: String,
     paths: TlsPaths,
     backoff: Backoff,
     due_unix_ms: i64,
@@ -50,10 +49,9 @@ pub struct Renewal {
 }
 
 impl Renewal {
-    pub fn new(url: &str, paths: &TlsPaths, meta: &IdentityMeta, backoff: Backoff) -> Self {
+    pub fn new(paths: &TlsPaths, meta: &IdentityMeta, backoff: Backoff) -> Self {
         let due_unix_ms = renewal_due(meta, &mut rand::rng());
         Self {
-            url: url.to_owned(),
             paths: paths.clone(),
             backoff,
             due_unix_ms,
@@ -63,8 +61,9 @@ impl Renewal {
         }
     }
 
-    /// The timer fired: reschedule for an identity renewed elsewhere, or start renewing.
-    pub fn on_wake(&mut self) {
+    /// The timer fired: reschedule for an identity renewed elsewhere, or start renewing at the
+    /// collector `url` (the one the agent reports to now).
+    pub fn on_wake(&mut self, url: &str) {
         let now = unix_ms();
         match self.paths.load_meta() {
             // Renewed or re-enrolled by someone else since it was scheduled.
@@ -73,7 +72,7 @@ impl Renewal {
                 self.scheduled = current;
             }
             _ if now >= self.due_unix_ms => {
-                let (url, paths) = (self.url.clone(), self.paths.clone());
+                let (url, paths) = (url.to_owned(), self.paths.clone());
                 self.running = Some(Box::pin(async move { enroll::renew(&url, &paths).await }));
             }
             _ => {}

@@ -110,6 +110,11 @@ const SEQ_TRAILER: &str = "vigil-seq";
 /// What the loop's state is made of; each arm of the select loop is one method.
 struct Runner {
     config: AgentConfig,
+    /// The collector addresses, tried in order; `current` is the one in use.
+    collectors: Vec<String>,
+    current: usize,
+    /// Collectors tried since the last acknowledgement, in this round of failover.
+    tried: usize,
     paths: TlsPaths,
     spool: Spool,
     state: AgentState,
@@ -134,7 +139,7 @@ impl Runner {
     /// Opens a stream. The identity is read from its files for every connection: a renewal or a
     /// re-enrolment takes effect on the next one.
     fn connect(&self) -> Connecting {
-        let (url, paths, hello) = (self.config.collector.clone(), self.paths.clone(), self.hello());
+        let (url, paths, hello) = (self.url().to_owned(), self.paths.clone(), self.hello());
         Box::pin(async move {
             let meta = paths.load_meta()?;
             let tls = Arc::new(paths.client_config(&meta)?);
@@ -166,8 +171,25 @@ impl Runner {
         }
     }
 
-    fn schedule_retry(&mut self) -> Duration {
-        let delay = self.backoff.next_delay(&mut rand::rng());
+    /// The collector address in use.
+    fn url(&self) -> &str {
+        &self.collectors[self.current]
+    }
+
+    /// When to try again, and where: after a collector was unreachable or unavailable
+    /// (`move_on`), the next one is tried at once until every one has been tried; then the
+    /// backoff applies.
+    fn schedule_retry(&mut self, move_on: bool) -> Duration {
+        let delay = if move_on && self.tried + 1 < self.collectors.len() {
+            self.tried += 1;
+            Duration::ZERO
+        } else {
+            self.tried = 0;
+            self.backoff.next_delay(&mut rand::rng())
+        };
+        if move_on && self.collectors.len() > 1 {
+            self.current = (self.current + 1) % self.collectors.len();
+        }
         self.retry_at = Some(Instant::now() + delay);
         delay
     }
@@ -178,19 +200,20 @@ impl Runner {
                 tracing::info!(
                     host_id = %conn.host_id,
                     replaying = self.spool.len(),
-                    "connected to collector {}", self.config.collector
+                    "connected to collector {}", self.url()
                 );
                 let welcome = conn.welcome.clone();
                 self.link = Some(Link { conn, sent_through: 0 });
                 self.check_rollback(&welcome);
             }
             Err(err) => {
-                let delay = self.schedule_retry();
+                let failed = self.url().to_owned();
+                let delay = self.schedule_retry(true);
                 tracing::warn!(
                     attempt = self.backoff.attempt(),
                     spooled = self.spool.len(),
-                    "collector {} unreachable: {err}; retrying in {:.1}s",
-                    self.config.collector,
+                    "collector {failed} unreachable: {err}; trying {} in {:.1}s",
+                    self.url(),
                     delay.as_secs_f64()
                 );
             }
@@ -242,7 +265,7 @@ impl Runner {
                 self.acknowledged(&ack)
             }
             Ok(Some(_)) => {}
-            Ok(None) => self.lost("stream closed".to_owned()),
+            Ok(None) => self.lost("stream closed".to_owned(), true),
             Err(status) => {
                 let seq = status
                     .metadata()
@@ -261,7 +284,13 @@ impl Runner {
                     (tonic::Code::AlreadyExists, Some(seq)) => self.compromised(seq, &status),
                     _ => {}
                 }
-                self.lost(status_line(&status));
+                // A collector that is unavailable (stopping, its store down) or whose
+                // connection broke: another replica may serve.
+                let move_on = matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                );
+                self.lost(status_line(&status), move_on);
             }
         }
     }
@@ -278,6 +307,7 @@ impl Runner {
         }
         self.spool.ack(ack.seq);
         self.backoff.reset();
+        self.tried = 0;
         tracing::trace!(seq = ack.seq, spooled = self.spool.len(), "acknowledged");
     }
 
@@ -311,11 +341,13 @@ impl Runner {
         self.hello.previous_instance_reason = reason[..cut].to_owned();
     }
 
-    fn lost(&mut self, reason: String) {
-        let delay = self.schedule_retry();
+    fn lost(&mut self, reason: String, move_on: bool) {
+        let lost = self.url().to_owned();
+        let delay = self.schedule_retry(move_on);
         tracing::warn!(
             spooled = self.spool.len(),
-            "connection to collector lost ({reason}); reconnecting in {:.1}s",
+            "connection to collector {lost} lost ({reason}); reconnecting to {} in {:.1}s",
+            self.url(),
             delay.as_secs_f64()
         );
         self.link = None;
@@ -397,10 +429,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         ..Default::default()
     };
     let backoff = Backoff::new(config.backoff.initial, config.backoff.max);
-    let mut renewal = Renewal::new(&config.collector, &paths, &meta, backoff.clone());
+    let mut renewal = Renewal::new(&paths, &meta, backoff.clone());
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut agent = Runner {
+        collectors: config.collectors(),
+        current: 0,
+        tried: 0,
         config,
         paths,
         spool,
@@ -436,7 +471,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             message = async { agent.link.as_mut().expect("guarded").conn.inbound.message().await }, if link_up => {
                 agent.inbound(message);
             }
-            () = tokio::time::sleep_until(renewal.wake), if renewal.running.is_none() => renewal.on_wake(),
+            () = tokio::time::sleep_until(renewal.wake), if renewal.running.is_none() => {
+                renewal.on_wake(agent.url());
+            }
             result = async { renewal.running.as_mut().expect("guarded").await }, if renewal.running.is_some() => {
                 if renewal.on_done(result) {
                     // Reconnect now with the new certificate; unacknowledged reports are still

@@ -135,3 +135,36 @@ async fn two_live_instances_are_a_cloned_identity() {
     let metrics = collector.get_text("/metrics").await;
     assert!(metrics.contains("vigil_cloned_identity_total 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moves_to_the_next_collector_with_no_gap_and_no_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Two replicas over one store.
+    let mut first = Collector::start(&data, None, &[]);
+    let second = Collector::start(&data, None, &[]);
+    let state = tmp.path().join("agent");
+    let token = first.enrollment_token("acme", "main", 1, "1h").await;
+    assert!(Agent::enroll(&first, &state, &token).status.success());
+    let both = format!("{},{}", first.grpc_url(), second.grpc_url());
+    let mut agent = Agent::start(&both, &state, &[]);
+    let host = first_reported_host(&first, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+
+    first.proc.kill();
+    let after_kill = agent.last_seq();
+    second
+        .wait_for("reports through the second collector", Duration::from_secs(30), async |c| {
+            c.receipt_seqs(&host, &instance).await.contains(&(after_kill + 3)).then_some(())
+        })
+        .await;
+    assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
+    let last = agent.last_seq();
+    let got = receipts(&second, &host, &instance).await;
+    let seqs: BTreeSet<u64> = got.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=last).collect(), "no gap across the failover");
+    assert_eq!(got.len() as u64, last, "no duplicate across the failover");
+    let log = agent.proc.log_text();
+    assert!(log.contains(&format!("connected to collector {}", second.grpc_url())), "{log}");
+}
