@@ -305,7 +305,7 @@ impl Runner {
                 "collector answered a replay as older than its receipt window (not stored again)"
             );
         }
-        self.spool.ack(ack.seq);
+        self.spool.ack(&ack.agent_instance, ack.seq);
         self.backoff.reset();
         self.tried = 0;
         tracing::trace!(seq = ack.seq, spooled = self.spool.len(), "acknowledged");
@@ -316,6 +316,7 @@ impl Runner {
     fn compromised(&mut self, seq: u64, status: &tonic::Status) {
         let held = self.spool.take_all();
         let old = self.state.start_new_instance();
+        self.spool.bind_instance(self.state.instance());
         let reason = format!(
             "the collector holds different content for seq {seq} of instance {old} (state \
              directory restored from a snapshot or a backup?)"
@@ -373,7 +374,7 @@ impl Runner {
                 if let Some(collector_message::Kind::Ack(ack)) = message.kind
                     && ack.agent_instance == self.state.instance()
                 {
-                    self.spool.ack(ack.seq);
+                    self.spool.ack(&ack.agent_instance, ack.seq);
                 }
             }
         }
@@ -397,8 +398,22 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         max_bytes: config.spool.max_bytes,
         max_memory_bytes: config.spool.max_memory_bytes,
     };
-    let spool = Spool::open(&config.state_dir, limits);
-    let state = AgentState::open(&config.state_dir, spool.max_seq())?;
+    let mut spool = Spool::open(&config.state_dir, limits);
+    let mut state = AgentState::open(&config.state_dir, spool.max_seq())?;
+    // Reports an earlier instance left unacknowledged are renumbered under this one.
+    let earlier = spool.bind_instance(state.instance());
+    if !earlier.is_empty() {
+        tracing::warn!(
+            reports = earlier.len(),
+            instance = state.instance(),
+            "reports of an earlier agent instance renumbered under this one"
+        );
+    }
+    for mut report in earlier {
+        report.agent_instance = state.instance().to_owned();
+        report.seq = state.next_seq();
+        spool.push(&report);
+    }
     let mut collector = Collector::new(root, config.probe_timeout, &config.probes_config());
     let first_facts = collector.facts().await;
     let machine_id = match first_facts.machine_id.trim() {

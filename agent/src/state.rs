@@ -46,7 +46,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Overwrites a small file in place (same length, no new blocks): how the seq is kept when the
 /// disk is too full for a temporary file. Its few bytes sit in one sector.
-fn overwrite_in_place(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn overwrite_in_place(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
     if file.metadata()?.len() != contents.len() as u64 {
         return Err(std::io::Error::other("length differs; cannot overwrite in place"));

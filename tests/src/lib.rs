@@ -380,15 +380,37 @@ impl Agent {
             .unwrap_or(0)
     }
 
-    /// Reports still waiting in the spool for an acknowledgement.
+    /// Reports still waiting in the spool for an acknowledgement: the records in its segments
+    /// above the acknowledged seq it keeps (read the way the agent's spool lays them out:
+    /// 28-byte headers with the seq at 8 and the body length at 16).
     pub fn spooled(&self) -> usize {
-        std::fs::read_dir(self.state_dir.join("spool/v2"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "rec"))
-                    .count()
+        self.spooled_seqs().len()
+    }
+
+    /// The seqs [`Agent::spooled`] counts, in order.
+    pub fn spooled_seqs(&self) -> Vec<u64> {
+        let spool = self.state_dir.join("spool");
+        let acked = std::fs::read_to_string(spool.join("acked"))
+            .ok()
+            .and_then(|t| {
+                let (instance, seq) = t.trim().split_once(' ')?;
+                (instance == self.instance()).then(|| seq.parse::<u64>().ok()).flatten()
             })
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let mut seqs = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(spool.join("v2")).into_iter().flatten().flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+            let mut at = 0;
+            while at + 28 <= bytes.len() && bytes[at..at + 4] == *b"VGS\x02" {
+                let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+                let len = u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap());
+                if seq > acked {
+                    seqs.insert(seq);
+                }
+                at += 28 + len as usize;
+            }
+        }
+        seqs.into_iter().collect()
     }
 }
 

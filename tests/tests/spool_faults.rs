@@ -1,6 +1,6 @@
 //! The spool under the faults of an ordinary world, with the real binaries: records damaged on
-//! disk (truncated, zero-length, bits flipped in the header, the body and the seq, a directory
-//! in a record's place), a state directory restored from a snapshot taken earlier, and a state
+//! disk (cut short, zeroed, bits flipped in the header, the body and the seq, a directory in a
+//! segment's place), a state directory restored from a snapshot taken earlier, and a state
 //! directory whose disk fills up. Each scenario ends by comparing every seq the agent made
 //! with the collector's receipts: none missing (but what was damaged), none twice.
 
@@ -26,23 +26,33 @@ async fn receipts_once(collector: &Collector, host: &str, instance: &str) -> BTr
     set
 }
 
-fn spooled_seqs(state: &Path) -> Vec<u64> {
-    let mut seqs: Vec<u64> = std::fs::read_dir(state.join("spool/v2"))
+/// Where each record of the agent's spool sits: (seq, segment, offset, length), read the way
+/// the spool lays records out (28-byte headers, the seq at 8, the body length at 16).
+fn records(state: &Path) -> Vec<(u64, PathBuf, usize, usize)> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(state.join("spool/v2"))
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".rec")?.parse().ok())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
-    seqs.sort_unstable();
-    seqs
+    segments.sort();
+    let mut out = Vec::new();
+    for path in segments {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        while at + 28 <= bytes.len() {
+            let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+            let len = 28 + u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+            out.push((seq, path.clone(), at, len));
+            at += len;
+        }
+    }
+    out
 }
 
-fn record(state: &Path, seq: u64) -> PathBuf {
-    state.join(format!("spool/v2/{seq:020}.rec"))
-}
-
-fn flip(path: &Path, offset: impl Fn(usize) -> usize) {
+/// Changes the bytes of one record in place.
+fn damage(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
     let mut bytes = std::fs::read(path).unwrap();
-    let at = offset(bytes.len());
-    bytes[at] ^= 0x04;
+    change(&mut bytes);
     std::fs::write(path, bytes).unwrap();
 }
 
@@ -73,25 +83,33 @@ async fn damaged_spool_records_are_quarantined_and_every_other_report_arrives() 
     // The collector goes away; the spool fills; the agent is killed with reports on disk.
     collector.proc.kill();
     wait_until(
-        "8 spooled reports",
+        "10 spooled reports",
         Duration::from_secs(30),
         || agent.proc.log_text(),
-        || agent.spooled() >= 8,
+        || agent.spooled() >= 10,
     )
     .await;
     agent.proc.kill();
     let instance = agent.instance();
-    let spooled = spooled_seqs(&state);
-    let damaged: BTreeSet<u64> = spooled[..6].iter().copied().collect();
-    let s = &spooled;
-    std::fs::write(record(&state, s[0]), b"").unwrap(); // zero length
-    let cut = std::fs::read(record(&state, s[1])).unwrap();
-    std::fs::write(record(&state, s[1]), &cut[..cut.len() / 2]).unwrap(); // cut short
-    flip(&record(&state, s[2]), |_| 1); // header: magic
-    flip(&record(&state, s[3]), |len| len - 1); // body
-    flip(&record(&state, s[4]), |_| 8); // the seq inside the header
-    std::fs::remove_file(record(&state, s[5])).unwrap();
-    std::fs::create_dir(record(&state, s[5])).unwrap(); // a directory in its place
+    let waiting = agent.spooled_seqs();
+    let all = records(&state);
+    let at = |seq: u64| all.iter().find(|r| r.0 == seq).cloned().unwrap();
+    // Every other waiting report is damaged, the last one cut short as by a crash in the
+    // middle of its append.
+    let picks: Vec<u64> = waiting.iter().copied().skip(1).step_by(2).take(4).collect();
+    let last = *waiting.last().unwrap();
+    assert!(!picks.contains(&last), "{waiting:?}");
+    let (zeroed, header, body, seq_field) =
+        (at(picks[0]), at(picks[1]), at(picks[2]), at(picks[3]));
+    damage(&zeroed.1, |b| b[zeroed.2..zeroed.2 + zeroed.3].fill(0));
+    damage(&header.1, |b| b[header.2 + 1] ^= 0x04);
+    damage(&body.1, |b| b[body.2 + body.3 - 1] ^= 0x04);
+    damage(&seq_field.1, |b| b[seq_field.2 + 8] ^= 0x04);
+    let torn = at(last);
+    damage(&torn.1, |b| b.truncate(torn.2 + torn.3 / 2));
+    // And a directory where a segment should be.
+    std::fs::create_dir(state.join("spool/v2/99999999999999999999.seg")).unwrap();
+    let damaged: BTreeSet<u64> = picks.iter().copied().chain([last]).collect();
 
     let collector = Collector::start(&data, Some(ports), &[]);
     let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
@@ -117,6 +135,7 @@ async fn damaged_spool_records_are_quarantined_and_every_other_report_arrives() 
     assert_eq!(got, expected, "every intact report arrives once, the damaged ones never");
     let quarantined = std::fs::read_dir(state.join("spool/quarantine")).unwrap().count();
     assert_eq!(quarantined, 6, "each damaged record is kept aside for a person to look at");
+    assert!(agent.spooled_seqs().is_empty(), "the damage is cut out of the spool");
     let log = agent.proc.log_text();
     assert!(log.contains("damaged spool record quarantined"), "{log}");
     let events = host_events(&collector, &host, "spool_quarantined").await;
@@ -262,7 +281,10 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(&tmp.path().join("disk"), "4m") {
+    // The state directory is the small disk itself; the agent's log stays outside it, as a
+    // journal would.
+    let state = tmp.path().join("agent");
+    let disk = match SmallDisk::mount(&state, "4m") {
         Ok(disk) => disk,
         Err(why) => {
             assert!(
@@ -278,7 +300,6 @@ async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
     let data = tmp.path().join("data");
     let mut collector = Collector::start(&data, None, &[]);
     let ports = (collector.grpc, collector.http);
-    let state = disk.path.join("agent");
     let mut agent = Agent::enroll_and_start(&collector, &state, &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
@@ -346,4 +367,31 @@ async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
     let got = receipts_once(&collector, &host, &instance).await;
     assert_eq!(got, (1..=last).collect(), "every report arrives once");
     assert!(seq_while_full >= on_disk as u64);
+}
+
+#[test]
+fn a_log_on_a_full_disk_does_not_stop_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = match SmallDisk::mount(&tmp.path().join("logs"), "64k") {
+        Ok(disk) => disk,
+        Err(why) => {
+            assert!(
+                std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+                "a tmpfs is required here (VIGIL_REQUIRE_EXTERNAL=1) but cannot be mounted: {why}"
+            );
+            eprintln!("SKIPPED a_log_on_a_full_disk_does_not_stop_the_agent: {why} (run as root)");
+            return;
+        }
+    };
+    disk.fill();
+    let log = std::fs::File::create(disk.path.join("agent.log")).unwrap();
+    let out = Command::new(vigil_e2e::bin("vigil-agent"))
+        .args(["--once", "--log", "debug", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .stderr(log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report still comes out");
+    assert!(report["probes"].as_array().is_some_and(|p| !p.is_empty()), "{report}");
 }

@@ -1,32 +1,45 @@
 //! The spool: every report the collector has not yet acknowledged, kept so that nothing is lost
 //! while the collector is unreachable or the agent restarts, and replayed in `seq` order.
 //!
-//! On disk it is one file per report, `spool/v2/<seq>.rec`, in the checked [`record`] format,
-//! written atomically (temporary file, fsync, rename, directory fsync) before the report is
-//! sent and deleted once a cumulative Ack covers it. A record that fails any check (length,
-//! checksum, seq against its name and its report) is moved to `spool/quarantine/`, counted and
-//! reported; it never stops the agent. Leftover temporary files are removed at start, and the
-//! reports of the older `spool/v1/` layout are carried over.
+//! On disk it is an append-only log in segments, `spool/v2/<n>.seg` of about 1 MiB each, holding
+//! reports back to back in the checked [`record`] format. A report is appended and fdatasync'd
+//! before it is sent; a new segment is created with an fsync of the directory. What the
+//! collector acknowledged is dropped from the index, the highest acknowledged seq is kept in
+//! `spool/acked` (so a restart does not send it again), and a segment is deleted once nothing
+//! in it is waiting. A start reads every segment sequentially and checks every record's frame
+//! (length, checksum); a record that fails a check, or the full check (decompression, decoding,
+//! seq) when it is read for sending, is copied to `spool/quarantine/`, counted and reported,
+//! and the scan resumes at the next intact record. A write cut short by a crash at the tail is
+//! quarantined the same way and cut off. Nothing here ever stops the agent.
 //!
 //! The spool never fails its caller. When the state directory cannot be written (disk full,
 //! I/O error, read-only), reports are held in a bounded in-memory spool instead, the condition
 //! is reported with every report, and each new report tries the disk again: once a write
 //! succeeds, what memory holds goes back to disk.
 //!
-//! Bounded by count and by bytes: when full, the oldest reports go first, and the number
-//! dropped is kept (in `spool/counters`) and sent to the collector ahead of the backlog.
+//! Bounded by count and by bytes of waiting reports (the disk holds at most one segment more):
+//! when full, the oldest reports go first, and the number dropped is kept (in `spool/counters`)
+//! and sent to the collector ahead of the backlog. Reports of the older `spool/v1/` layout (one
+//! file per report) are carried over at start.
 
 pub mod record;
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
 use vigil_proto::v1::{Report, SpoolStatus};
 
-use crate::state::write_atomic;
-use record::RecordError;
+use crate::state::{overwrite_in_place, sync_dir, write_atomic};
 
+/// A segment takes appends until it is this long.
+const SEGMENT_BYTES: u64 = 1 << 20;
+/// After a failed write, the disk is tried again only once it has this much room: a nearly
+/// full filesystem still takes appends that fit its last block, and the agent would go back
+/// and forth with every report.
+const ROOM_TO_RETURN: u64 = 2 * SEGMENT_BYTES;
 /// How many quarantined files are kept for a person to look at; older ones are deleted.
 const QUARANTINE_KEEP: usize = 64;
 
@@ -40,7 +53,10 @@ pub struct SpoolLimits {
 
 #[derive(Debug)]
 enum Location {
-    Disk,
+    Segment {
+        id: u64,
+        offset: u64,
+    },
     /// The framed record, held while the disk cannot be written.
     Memory(Vec<u8>),
 }
@@ -49,6 +65,14 @@ enum Location {
 struct Entry {
     size: u64,
     location: Location,
+}
+
+#[derive(Debug)]
+struct Segment {
+    file: File,
+    len: u64,
+    /// Records of this segment still waiting.
+    live: usize,
 }
 
 /// What [`Spool::read`] found.
@@ -64,7 +88,11 @@ pub struct Spool {
     dir: PathBuf,
     quarantine_dir: PathBuf,
     counters_path: PathBuf,
+    acked_path: PathBuf,
     entries: BTreeMap<u64, Entry>,
+    segments: BTreeMap<u64, Segment>,
+    /// The segment appends go to.
+    current: Option<u64>,
     bytes: u64,
     memory_bytes: u64,
     limits: SpoolLimits,
@@ -72,19 +100,24 @@ pub struct Spool {
     quarantined_total: u64,
     /// Why the disk cannot be written, while it cannot.
     disk_error: Option<String>,
+    /// The highest acknowledged seq and the instance it belongs to, as last saved.
+    acked: (String, u64),
 }
 
 impl Spool {
-    /// Opens the spool under `state_dir`: cleans up, carries over the v1 layout, checks every
-    /// record's frame and indexes what is left. Never fails: a directory that cannot be read or
-    /// created leaves the spool in memory.
+    /// Opens the spool under `state_dir`: scans and checks every segment, carries over the v1
+    /// layout, and indexes what waits. Never fails: a directory that cannot be read or created
+    /// leaves the spool in memory. Call [`Spool::bind_instance`] next.
     pub fn open(state_dir: &Path, limits: SpoolLimits) -> Self {
         let root = state_dir.join("spool");
         let mut spool = Self {
             dir: root.join("v2"),
             quarantine_dir: root.join("quarantine"),
             counters_path: root.join("counters"),
+            acked_path: root.join("acked"),
             entries: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            current: None,
             bytes: 0,
             memory_bytes: 0,
             limits: SpoolLimits {
@@ -95,33 +128,50 @@ impl Spool {
             dropped_total: 0,
             quarantined_total: 0,
             disk_error: None,
+            acked: (String::new(), 0),
         };
         spool.load_counters();
         if let Err(err) = std::fs::create_dir_all(&spool.dir) {
             spool.disk_failed(&err);
             return spool;
         }
-        spool.migrate_v1(&root.join("v1"));
         spool.index();
-        spool.enforce_limits();
+        spool.migrate_v1(&root.join("v1"));
         spool
     }
 
-    fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:020}.rec"))
+    /// Tells the spool which instance numbers the reports. The saved acknowledgement drops
+    /// what was acknowledged. When it belongs to another instance (the agent began a new one),
+    /// the other instance's unacknowledged reports are taken out and returned, for the caller
+    /// to renumber under the new one: seqs start over.
+    pub fn bind_instance(&mut self, instance: &str) -> Vec<Report> {
+        let (saved, seq) = self.acked.clone();
+        self.ack_index(seq);
+        let held = if saved.is_empty() || saved == instance { Vec::new() } else { self.take_all() };
+        if saved != instance {
+            self.save_acked(instance, 0, true);
+        }
+        self.enforce_limits();
+        held
     }
 
     fn load_counters(&mut self) {
-        let Ok(text) = std::fs::read_to_string(&self.counters_path) else { return };
-        for line in text.lines() {
-            let mut kv = line.splitn(2, '=');
-            let (Some(key), Some(value)) = (kv.next(), kv.next()) else { continue };
-            let Ok(value) = value.trim().parse::<u64>() else { continue };
-            match key.trim() {
-                "dropped_total" => self.dropped_total = value,
-                "quarantined_total" => self.quarantined_total = value,
-                _ => {}
+        if let Ok(text) = std::fs::read_to_string(&self.counters_path) {
+            for line in text.lines() {
+                let Some((key, value)) = line.split_once('=') else { continue };
+                let Ok(value) = value.trim().parse::<u64>() else { continue };
+                match key.trim() {
+                    "dropped_total" => self.dropped_total = value,
+                    "quarantined_total" => self.quarantined_total = value,
+                    _ => {}
+                }
             }
+        }
+        if let Ok(text) = std::fs::read_to_string(&self.acked_path)
+            && let Some((instance, seq)) = text.trim().split_once(' ')
+            && let Ok(seq) = seq.parse::<u64>()
+        {
+            self.acked = (instance.to_owned(), seq);
         }
     }
 
@@ -135,11 +185,35 @@ impl Spool {
         }
     }
 
-    /// Reports of the v1 layout (`spool/v1/<seq>.pb`, unframed) become v2 records.
+    /// Keeps the acknowledgement. Lazily by default (after a crash an older one only means
+    /// some reports are sent again, and the collector knows them); `durable` when seqs start
+    /// over, where an old value would hide new reports.
+    fn save_acked(&mut self, instance: &str, seq: u64, durable: bool) {
+        self.acked = (instance.to_owned(), seq);
+        // Fixed width, so that a full disk can still take it in place.
+        let text = format!("{instance} {seq:020}\n");
+        let saved = if durable {
+            write_atomic(&self.acked_path, text.as_bytes())
+        } else {
+            let tmp = self.acked_path.with_extension("tmp");
+            std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &self.acked_path))
+        }
+        .or_else(|err| {
+            let _ = std::fs::remove_file(self.acked_path.with_extension("tmp"));
+            overwrite_in_place(&self.acked_path, text.as_bytes()).map_err(|_| err)
+        });
+        if let Err(err) = saved {
+            tracing::debug!(error = %err, "spool acknowledgement not saved");
+        }
+    }
+
+    /// Reports of the v1 layout (`spool/v1/<seq>.pb`, unframed) are appended to the log.
     fn migrate_v1(&mut self, v1: &Path) {
         let Ok(dir) = std::fs::read_dir(v1) else { return };
         let mut moved = 0;
-        for entry in dir.flatten() {
+        let mut files: Vec<_> = dir.flatten().collect();
+        files.sort_by_key(|e| e.file_name());
+        for entry in files {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let seq = name.strip_suffix(".pb").and_then(|s| s.parse::<u64>().ok());
@@ -149,12 +223,13 @@ impl Spool {
                 .filter(|r| Some(r.seq) == seq && r.seq > 0);
             match report {
                 Some(report) => {
-                    if write_atomic(&self.path(report.seq), &record::encode(&report)).is_ok() {
+                    self.push(&report);
+                    if self.disk_error.is_none() {
                         let _ = std::fs::remove_file(&path);
                         moved += 1;
                     }
                 }
-                None => self.quarantine_path(&path, &name, "v1-unreadable"),
+                None => self.quarantine_file(&path, &name, "v1-unreadable"),
             }
         }
         let _ = std::fs::remove_dir(v1);
@@ -163,7 +238,7 @@ impl Spool {
         }
     }
 
-    /// Indexes the records on disk, checking each frame; quarantines what fails.
+    /// Scans every segment in order, checking each record's frame.
     fn index(&mut self) {
         let dir = match std::fs::read_dir(&self.dir) {
             Ok(dir) => dir,
@@ -172,57 +247,181 @@ impl Spool {
                 return;
             }
         };
+        let mut segments = Vec::new();
         for entry in dir.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                // A write cut short: its report was never sent (the rename comes first).
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let seq = name.strip_suffix(".rec").and_then(|s| s.parse::<u64>().ok());
-            let checked = match (seq, entry.file_type()) {
-                (None, _) => Err("unexpected-name".to_owned()),
-                (Some(_), Ok(t)) if !t.is_file() => Err("not-a-file".to_owned()),
-                (Some(seq), _) => match std::fs::read(&path) {
-                    Err(err) => Err(format!("unreadable: {err}")),
-                    Ok(bytes) => match record::check(&bytes) {
-                        Ok(h) if h.seq == seq => Ok((seq, bytes.len() as u64)),
-                        Ok(h) => Err(RecordError::SeqMismatch {
-                            header: h.seq,
-                            what: "file name",
-                            other: seq,
+            let id = name.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok());
+            match (id, entry.file_type()) {
+                (Some(id), Ok(t)) if t.is_file() => segments.push((id, path)),
+                (None, _) => self.quarantine_file(&path, &name, "unexpected-name"),
+                _ => self.quarantine_file(&path, &name, "not-a-file"),
+            }
+        }
+        segments.sort();
+        let last = segments.last().map(|(id, _)| *id);
+        for (id, path) in segments {
+            self.scan(id, &path, Some(id) == last);
+        }
+        self.current = last.filter(|id| self.segments.contains_key(id));
+    }
+
+    fn scan(&mut self, id: u64, path: &Path, last: bool) {
+        let opened = std::fs::OpenOptions::new().read(true).write(true).open(path);
+        let (file, bytes) = match opened.and_then(|f| std::fs::read(path).map(|b| (f, b))) {
+            Ok(ok) => ok,
+            Err(err) => {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                tracing::error!(segment = %path.display(), error = %err, "unreadable spool segment quarantined");
+                self.quarantine_file(path, &name, "unreadable");
+                return;
+            }
+        };
+        let mut len = bytes.len() as u64;
+        let mut at = 0;
+        let mut live = 0;
+        while at < bytes.len() {
+            match record::check_prefix(&bytes[at..]) {
+                Ok((header, size)) => {
+                    if let Some(old) = self.entries.insert(
+                        header.seq,
+                        Entry {
+                            size: size as u64,
+                            location: Location::Segment { id, offset: at as u64 },
+                        },
+                    ) {
+                        // The seq again (renumbered reports after an older copy): the later
+                        // one counts.
+                        self.bytes -= old.size;
+                        if let Location::Segment { id: old_id, .. } = old.location {
+                            if old_id == id {
+                                live -= 1;
+                            } else if let Some(seg) = self.segments.get_mut(&old_id) {
+                                seg.live -= 1;
+                            }
                         }
-                        .kind()
-                        .to_owned()),
-                        Err(err) => Err(err.kind().to_owned()),
-                    },
-                },
-            };
-            match checked {
-                Ok((seq, size)) => {
-                    self.entries.insert(seq, Entry { size, location: Location::Disk });
-                    self.bytes += size;
+                    }
+                    self.bytes += size as u64;
+                    live += 1;
+                    at += size;
                 }
-                Err(reason) => {
-                    tracing::error!(file = %path.display(), reason, "damaged spool record quarantined");
-                    self.quarantine_path(&path, &name, reason.split(':').next().unwrap_or("bad"));
+                Err(err) => {
+                    let next = record::find_next(&bytes, at + 1);
+                    let end = next.unwrap_or(bytes.len());
+                    let damaged = &bytes[at..end];
+                    let records = count_magic(damaged).max(1);
+                    tracing::error!(
+                        segment = %path.display(),
+                        offset = at,
+                        bytes = damaged.len(),
+                        reason = %err,
+                        "damaged spool record quarantined; going on with the next"
+                    );
+                    self.quarantine_bytes(damaged, &format!("{id:020}-{at}"), err.kind(), records);
+                    if next.is_none() && last {
+                        // The tail of the log: appends go on from the last intact record.
+                        let _ = file.set_len(at as u64).and_then(|()| file.sync_data());
+                        len = at as u64;
+                    }
+                    at = end;
                 }
+            }
+        }
+        if live == 0 && !last {
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        let damaged = len != bytes.len() as u64
+            || self.entries_in(id).iter().map(|(_, size)| size).sum::<u64>() != len;
+        self.segments.insert(id, Segment { file, len, live });
+        if damaged {
+            self.compact(id);
+        }
+    }
+
+    /// The records of segment `id` the index holds, as (offset, size), in file order.
+    fn entries_in(&self, id: u64) -> Vec<(u64, u64)> {
+        let mut list: Vec<(u64, u64)> = self
+            .entries
+            .values()
+            .filter_map(|e| match e.location {
+                Location::Segment { id: sid, offset } if sid == id => Some((offset, e.size)),
+                _ => None,
+            })
+            .collect();
+        list.sort_unstable();
+        list
+    }
+
+    /// Rewrites segment `id` with only the records still waiting (after damage was
+    /// quarantined or a report refused), so nothing is quarantined or sent twice after a
+    /// restart. Atomic: a temporary file, fsync, rename, directory fsync.
+    fn compact(&mut self, id: u64) {
+        let Some(segment) = self.segments.get(&id) else { return };
+        let mut seqs: Vec<(u64, u64, u64)> = self
+            .entries
+            .iter()
+            .filter_map(|(seq, e)| match e.location {
+                Location::Segment { id: sid, offset } if sid == id => Some((offset, *seq, e.size)),
+                _ => None,
+            })
+            .collect();
+        seqs.sort_unstable();
+        let mut out = Vec::new();
+        let mut moved = Vec::with_capacity(seqs.len());
+        for (offset, seq, size) in seqs {
+            let mut bytes = vec![0; size as usize];
+            if segment.file.read_exact_at(&mut bytes, offset).is_ok() {
+                moved.push((seq, out.len() as u64));
+                out.extend_from_slice(&bytes);
+            }
+        }
+        let path = self.segment_path(id);
+        let rewritten = write_atomic(&path, &out)
+            .and_then(|()| std::fs::OpenOptions::new().read(true).write(true).open(&path));
+        match rewritten {
+            Ok(file) => {
+                let live = moved.len();
+                for (seq, offset) in moved {
+                    if let Some(entry) = self.entries.get_mut(&seq) {
+                        entry.location = Location::Segment { id, offset };
+                    }
+                }
+                self.segments.insert(id, Segment { file, len: out.len() as u64, live });
+            }
+            Err(err) => {
+                tracing::warn!(segment = %path.display(), error = %err, "spool segment not compacted");
             }
         }
     }
 
-    /// Moves `path` aside into the quarantine directory and counts it.
-    fn quarantine_path(&mut self, path: &Path, name: &str, reason: &str) {
+    fn quarantine_bytes(&mut self, bytes: &[u8], name: &str, reason: &str, records: u64) {
+        self.quarantined_total += records;
+        let stamp = unix_ms();
+        let kept = std::fs::create_dir_all(&self.quarantine_dir).and_then(|()| {
+            std::fs::write(self.quarantine_dir.join(format!("{stamp}-{reason}-{name}.rec")), bytes)
+        });
+        if let Err(err) = kept {
+            tracing::warn!(error = %err, "quarantined record not kept on disk");
+        }
+        self.prune_quarantine();
+        self.save_counters();
+    }
+
+    /// Moves a whole file (or directory) aside into the quarantine directory and counts it.
+    fn quarantine_file(&mut self, path: &Path, name: &str, reason: &str) {
         self.quarantined_total += 1;
-        let moved = std::fs::create_dir_all(&self.quarantine_dir).is_ok() && {
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            let target = self.quarantine_dir.join(format!("{stamp}-{reason}-{name}"));
-            std::fs::rename(path, target).is_ok()
-        };
+        tracing::error!(path = %path.display(), reason, "damaged spool entry quarantined");
+        let moved = std::fs::create_dir_all(&self.quarantine_dir).is_ok()
+            && std::fs::rename(
+                path,
+                self.quarantine_dir.join(format!("{}-{reason}-{name}", unix_ms())),
+            )
+            .is_ok();
         if !moved {
             // Cannot keep it for inspection; it must not be read again either.
             let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir_all(path));
@@ -256,10 +455,72 @@ impl Spool {
         self.disk_error = Some(err.to_string());
     }
 
-    /// Writes one record to disk; on success after a failure, moves what memory holds back.
-    fn write_disk(&mut self, seq: u64, framed: &[u8]) -> Result<(), std::io::Error> {
+    /// Whether the filesystem of the spool has room to go back to (while in memory). A
+    /// filesystem that cannot tell is tried.
+    fn disk_has_room(&self) -> bool {
+        let dir = if self.dir.exists() {
+            self.dir.as_path()
+        } else {
+            self.dir.parent().unwrap_or(&self.dir)
+        };
+        match rustix::fs::statvfs(dir) {
+            Ok(fs) => fs.f_bavail.saturating_mul(fs.f_frsize) >= ROOM_TO_RETURN,
+            Err(_) => true,
+        }
+    }
+
+    fn segment_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}.seg"))
+    }
+
+    /// A new segment for appends; the one before it is deleted if nothing in it waits.
+    fn new_segment(&mut self) -> std::io::Result<u64> {
         std::fs::create_dir_all(&self.dir)?;
-        write_atomic(&self.path(seq), framed)?;
+        let id = self.segments.keys().next_back().map_or(1, |last| last + 1);
+        let path = self.segment_path(id);
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        if let Err(err) = sync_dir(&self.dir) {
+            let _ = std::fs::remove_file(&path);
+            return Err(err);
+        }
+        self.segments.insert(id, Segment { file, len: 0, live: 0 });
+        if let Some(old) = self.current.replace(id) {
+            self.forget_segment_if_done(old);
+        }
+        Ok(id)
+    }
+
+    fn forget_segment_if_done(&mut self, id: u64) {
+        if Some(id) != self.current && self.segments.get(&id).is_some_and(|s| s.live == 0) {
+            self.segments.remove(&id);
+            let _ = std::fs::remove_file(self.segment_path(id));
+        }
+    }
+
+    /// Appends one framed record and makes it durable; a failed append leaves the segment as
+    /// it was.
+    fn append(&mut self, framed: &[u8]) -> std::io::Result<(u64, u64)> {
+        let id = match self.current {
+            Some(id) if self.segments.get(&id).is_some_and(|s| s.len < SEGMENT_BYTES) => id,
+            _ => self.new_segment()?,
+        };
+        let segment = self.segments.get_mut(&id).expect("current segment");
+        let offset = segment.len;
+        let written =
+            segment.file.write_all_at(framed, offset).and_then(|()| segment.file.sync_data());
+        if let Err(err) = written {
+            let _ = segment.file.set_len(offset);
+            return Err(err);
+        }
+        segment.len += framed.len() as u64;
+        segment.live += 1;
+        Ok((id, offset))
+    }
+
+    /// Writes to disk; on success after a failure, moves what memory holds back to disk.
+    fn write_disk(&mut self, framed: &[u8]) -> std::io::Result<Location> {
+        let (id, offset) = self.append(framed)?;
         if let Some(error) = self.disk_error.take() {
             tracing::info!(
                 previous_error = error,
@@ -271,19 +532,20 @@ impl Spool {
                 .filter(|(_, e)| matches!(e.location, Location::Memory(_)))
                 .map(|(seq, _)| *seq)
                 .collect();
-            for held_seq in held {
-                let entry = self.entries.get_mut(&held_seq).expect("listed");
-                let Location::Memory(bytes) = &entry.location else { continue };
-                let path = self.dir.join(format!("{held_seq:020}.rec"));
-                if write_atomic(&path, bytes).is_err() {
-                    break;
-                }
+            for seq in held {
+                let Some(Entry { location: Location::Memory(bytes), .. }) = self.entries.get(&seq)
+                else {
+                    continue;
+                };
+                let bytes = bytes.clone();
+                let Ok((id, offset)) = self.append(&bytes) else { break };
+                let entry = self.entries.get_mut(&seq).expect("listed");
                 self.memory_bytes -= entry.size;
-                entry.location = Location::Disk;
+                entry.location = Location::Segment { id, offset };
             }
             self.save_counters();
         }
-        Ok(())
+        Ok(Location::Segment { id, offset })
     }
 
     /// Stores one report (already numbered). Returns how many old reports were dropped to
@@ -293,10 +555,17 @@ impl Spool {
         let framed = record::encode(report);
         let size = framed.len() as u64;
         self.remove(seq);
-        let location = match self.write_disk(seq, &framed) {
-            Ok(()) => Location::Disk,
+        let written = if self.disk_error.is_none() || self.disk_has_room() {
+            self.write_disk(&framed)
+        } else {
+            Err(std::io::Error::other("waiting for room on the disk"))
+        };
+        let location = match written {
+            Ok(location) => location,
             Err(err) => {
-                self.disk_failed(&err);
+                if self.disk_error.is_none() {
+                    self.disk_failed(&err);
+                }
                 self.memory_bytes += size;
                 Location::Memory(framed)
             }
@@ -312,21 +581,28 @@ impl Spool {
             || self.bytes > self.limits.max_bytes
             || self.memory_bytes > self.limits.max_memory_bytes
         {
+            let oldest = self.entries.keys().next().copied();
             let victim = if self.memory_bytes > self.limits.max_memory_bytes {
                 self.entries
                     .iter()
                     .find(|(_, e)| matches!(e.location, Location::Memory(_)))
                     .map(|(s, _)| *s)
             } else {
-                self.entries.keys().next().copied()
+                oldest
             };
             let Some(victim) = victim else { break };
             self.remove(victim);
+            if Some(victim) == oldest {
+                // Nothing at or below it waits any more: a restart must not bring it back.
+                self.acked.1 = self.acked.1.max(victim);
+            }
             dropped += 1;
         }
         if dropped > 0 {
             self.dropped_total += dropped;
             self.save_counters();
+            let (instance, seq) = self.acked.clone();
+            self.save_acked(&instance, seq, false);
         }
         dropped
     }
@@ -335,33 +611,41 @@ impl Spool {
         let entry = self.entries.remove(&seq)?;
         self.bytes -= entry.size;
         match entry.location {
-            Location::Disk => {
-                let _ = std::fs::remove_file(self.path(seq));
+            Location::Segment { id, .. } => {
+                if let Some(segment) = self.segments.get_mut(&id) {
+                    segment.live -= 1;
+                }
+                self.forget_segment_if_done(id);
             }
             Location::Memory(_) => self.memory_bytes -= entry.size,
         }
         Some(entry)
     }
 
+    fn record_bytes(&self, entry: &Entry) -> std::io::Result<Vec<u8>> {
+        match &entry.location {
+            Location::Memory(bytes) => Ok(bytes.clone()),
+            Location::Segment { id, offset } => {
+                let segment = self.segments.get(id).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "segment gone")
+                })?;
+                let mut bytes = vec![0; entry.size as usize];
+                segment.file.read_exact_at(&mut bytes, *offset)?;
+                Ok(bytes)
+            }
+        }
+    }
+
     /// Reads and fully checks one spooled report. A record that fails is quarantined (and
     /// counted), and the caller goes on with the next.
     pub fn read(&mut self, seq: u64) -> Read {
         let Some(entry) = self.entries.get(&seq) else { return Read::Gone };
-        let path = self.path(seq);
-        let bytes = match &entry.location {
-            Location::Memory(bytes) => Ok(std::borrow::Cow::Borrowed(bytes.as_slice())),
-            Location::Disk => std::fs::read(&path).map(std::borrow::Cow::Owned),
-        };
-        let result = match bytes {
-            Ok(bytes) => record::decode(&bytes, seq).map_err(|e| (e.kind(), e.to_string())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                self.remove(seq);
-                tracing::warn!(seq, "spooled report vanished from disk");
-                return Read::Gone;
-            }
+        let bytes = self.record_bytes(entry);
+        let checked = match &bytes {
+            Ok(bytes) => record::decode(bytes, seq).map_err(|e| (e.kind(), e.to_string())),
             Err(err) => Err(("unreadable", err.to_string())),
         };
-        match result {
+        match checked {
             Ok(report) => Read::Report(Box::new(report)),
             Err((kind, detail)) => {
                 tracing::error!(
@@ -369,41 +653,58 @@ impl Spool {
                     reason = detail,
                     "damaged spool record quarantined; going on with the next"
                 );
-                self.quarantine(seq, kind);
+                let segment = self.segment_of(seq);
+                self.remove(seq);
+                let bytes = bytes.unwrap_or_default();
+                self.quarantine_bytes(&bytes, &format!("{seq:020}"), kind, 1);
+                if let Some(id) = segment {
+                    self.compact(id);
+                }
                 Read::Gone
             }
         }
     }
 
-    /// Moves one report aside: damaged, or refused by the collector as invalid for good.
+    /// Moves one report aside: refused by the collector as invalid for good.
     pub fn quarantine(&mut self, seq: u64, reason: &str) {
-        let Some(entry) = self.entries.remove(&seq) else { return };
-        self.bytes -= entry.size;
-        match entry.location {
-            Location::Disk => {
-                let path = self.path(seq);
-                self.quarantine_path(&path, &format!("{seq:020}.rec"), reason);
-            }
-            Location::Memory(_) => {
-                self.memory_bytes -= entry.size;
-                self.quarantined_total += 1;
-                self.save_counters();
-            }
+        let Some(entry) = self.entries.get(&seq) else { return };
+        let bytes = self.record_bytes(entry).unwrap_or_default();
+        let segment = self.segment_of(seq);
+        self.remove(seq);
+        self.quarantine_bytes(&bytes, &format!("{seq:020}"), reason, 1);
+        if let Some(id) = segment {
+            self.compact(id);
         }
     }
 
-    /// Deletes every report with seq <= `seq` (a cumulative acknowledgement).
-    pub fn ack(&mut self, seq: u64) {
+    fn segment_of(&self, seq: u64) -> Option<u64> {
+        match self.entries.get(&seq)?.location {
+            Location::Segment { id, .. } => Some(id),
+            Location::Memory(_) => None,
+        }
+    }
+
+    fn ack_index(&mut self, seq: u64) -> bool {
+        let mut removed = false;
         while let Some((&first, _)) = self.entries.first_key_value() {
             if first > seq {
                 break;
             }
             self.remove(first);
+            removed = true;
+        }
+        removed
+    }
+
+    /// Deletes every report with seq <= `seq` of `instance` (a cumulative acknowledgement).
+    pub fn ack(&mut self, instance: &str, seq: u64) {
+        if self.ack_index(seq) || seq > self.acked.1 {
+            self.save_acked(instance, seq.max(self.acked.1), false);
         }
     }
 
-    /// Takes every spooled report out (checked; damaged ones are quarantined), oldest first:
-    /// for renumbering them under a new instance.
+    /// Takes every spooled report out (checked; damaged ones are quarantined), oldest first,
+    /// and empties the spool: for renumbering them under a new instance, whose seqs start over.
     pub fn take_all(&mut self) -> Vec<Report> {
         let seqs: Vec<u64> = self.entries.keys().copied().collect();
         let mut reports = Vec::with_capacity(seqs.len());
@@ -411,8 +712,17 @@ impl Spool {
             if let Read::Report(report) = self.read(seq) {
                 reports.push(*report);
             }
-            self.remove(seq);
         }
+        // Seqs start over: the old acknowledgement must not hide the new reports.
+        let instance = self.acked.0.clone();
+        self.save_acked(&instance, 0, true);
+        self.entries.clear();
+        self.current = None;
+        for id in std::mem::take(&mut self.segments).into_keys() {
+            let _ = std::fs::remove_file(self.segment_path(id));
+        }
+        self.bytes = 0;
+        self.memory_bytes = 0;
         reports
     }
 
@@ -434,12 +744,13 @@ impl Spool {
         self.entries.is_empty()
     }
 
+    /// Bytes of the reports waiting (on disk and in memory).
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     pub fn max_seq(&self) -> u64 {
-        self.entries.keys().next_back().copied().unwrap_or(0)
+        self.entries.keys().next_back().copied().unwrap_or(0).max(self.acked.1)
     }
 
     /// Reports dropped because the spool was full, since the state directory was created.
@@ -467,6 +778,18 @@ impl Spool {
             spooled_bytes: self.bytes,
         }
     }
+}
+
+/// How many record starts a damaged range holds (at least one record was there).
+fn count_magic(bytes: &[u8]) -> u64 {
+    bytes.windows(record::MAGIC.len()).filter(|w| *w == record::MAGIC).count() as u64
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //!      0     4  magic "VGS\x02"
 //!      4     1  flags: bit 0 = body is LZ4 block-compressed
 //!      5     3  reserved, zero
-//!      8     8  seq, little endian (the seq that counts: checked against the file name
-//!                and against the report inside)
+//!      8     8  seq, little endian (the seq that counts: checked against the index and
+//!                against the report inside)
 //!     16     4  body length in bytes, little endian
 //!     20     4  uncompressed length in bytes, little endian
 //!     24     4  CRC32C over bytes 0..24 and the body
@@ -132,14 +132,48 @@ pub fn check(bytes: &[u8]) -> Result<Header, RecordError> {
     Ok(Header { seq, compressed: flags & FLAG_LZ4 != 0, raw_len: le_u32(bytes, 20) })
 }
 
-/// Checks a record completely and returns its report. `file_seq` is the seq its file name
-/// gives; the header's seq must equal it and the report's.
+/// Checks the record at the start of `bytes` (a segment from some offset on) and returns its
+/// header and its length in bytes, so the next record can be found.
+pub fn check_prefix(bytes: &[u8]) -> Result<(Header, usize), RecordError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(RecordError::Truncated(bytes.len()));
+    }
+    let body_len = le_u32(bytes, 16);
+    if body_len > MAX_REPORT_BYTES {
+        return Err(RecordError::Length { expected: body_len, actual: bytes.len() - HEADER_LEN });
+    }
+    let total = HEADER_LEN + body_len;
+    if bytes.len() < total {
+        // Checked as a whole first: a bad magic says more than a short length.
+        check(bytes)?;
+        return Err(RecordError::Length { expected: body_len, actual: bytes.len() - HEADER_LEN });
+    }
+    Ok((check(&bytes[..total])?, total))
+}
+
+/// Where the next intact record starts in `bytes` at or after `from`, if anywhere: how a scan
+/// resumes after damage.
+pub fn find_next(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + HEADER_LEN <= bytes.len() {
+        let found = bytes[at..].windows(MAGIC.len()).position(|w| w == MAGIC)?;
+        at += found;
+        if check_prefix(&bytes[at..]).is_ok() {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Checks a record completely and returns its report. `file_seq` is the seq the spool's index
+/// holds it under; the header's seq must equal it and the report's.
 pub fn decode(bytes: &[u8], file_seq: u64) -> Result<Report, RecordError> {
     let header = check(bytes)?;
     if header.seq != file_seq {
         return Err(RecordError::SeqMismatch {
             header: header.seq,
-            what: "file name",
+            what: "index",
             other: file_seq,
         });
     }
@@ -237,7 +271,7 @@ mod tests {
         let r = report(9, 0);
         assert_eq!(
             decode(&encode(&r), 10).unwrap_err(),
-            RecordError::SeqMismatch { header: 9, what: "file name", other: 10 }
+            RecordError::SeqMismatch { header: 9, what: "index", other: 10 }
         );
         // A record whose header was rewritten consistently (checksum recomputed) but whose
         // report inside carries another seq.
@@ -249,6 +283,26 @@ mod tests {
             decode(&bytes, 10).unwrap_err(),
             RecordError::SeqMismatch { header: 10, what: "report", other: 9 }
         );
+    }
+
+    #[test]
+    fn records_back_to_back_are_found_again_after_damage() {
+        let mut segment = Vec::new();
+        let mut starts = Vec::new();
+        for seq in 1..=4 {
+            starts.push(segment.len());
+            segment.extend(encode(&report(seq, (seq as usize) * 10)));
+        }
+        let (h, len) = check_prefix(&segment).unwrap();
+        assert_eq!((h.seq, len), (1, starts[1]));
+        // Record 2's body is damaged: the scan resumes at record 3.
+        segment[starts[1] + HEADER_LEN + 3] ^= 0x80;
+        assert!(check_prefix(&segment[starts[1]..]).is_err());
+        assert_eq!(find_next(&segment, starts[1] + 1), Some(starts[2]));
+        // A cut-off last record is not found; nothing after it is.
+        let cut = &segment[..starts[3] + 20];
+        assert_eq!(find_next(cut, starts[3]), None);
+        assert!(check_prefix(&cut[starts[3]..]).is_err());
     }
 
     #[test]
