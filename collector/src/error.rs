@@ -75,6 +75,18 @@ pub fn to_status<E: HasErrorCode>(err: &E) -> tonic::Status {
     tonic::Status::new(err.code().grpc(), err.to_string())
 }
 
+/// The trailer of a report-stream status that names the report it is about: the agent reads
+/// it to quarantine exactly that report (`INVALID_ARGUMENT`) and go on with the next.
+pub const SEQ_TRAILER: &str = "vigil-seq";
+
+/// A coded error about one report, as a gRPC status carrying the report's seq in the
+/// [`SEQ_TRAILER`] trailer.
+pub fn report_status<E: HasErrorCode>(err: &E, seq: u64) -> tonic::Status {
+    let mut status = to_status(err);
+    status.metadata_mut().insert(SEQ_TRAILER, tonic::metadata::MetadataValue::from(seq));
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +117,25 @@ mod tests {
             };
             assert_eq!(http.as_u16(), expected_http, "{code:?}");
         }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("probes[0] (cpu).usage_ratio is NaN")]
+    struct Refused;
+
+    impl HasErrorCode for Refused {
+        fn code(&self) -> ErrorCode {
+            ErrorCode::InvalidArgument
+        }
+    }
+
+    #[test]
+    fn a_report_status_names_its_seq_in_the_trailer() {
+        let status = report_status(&Refused, 42);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "probes[0] (cpu).usage_ratio is NaN");
+        let seq = status.metadata().get(SEQ_TRAILER).and_then(|v| v.to_str().ok());
+        assert_eq!(seq, Some("42"));
+        assert!(to_status(&Refused).metadata().get(SEQ_TRAILER).is_none());
     }
 }

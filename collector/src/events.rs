@@ -67,6 +67,8 @@ impl ReportRejected<'_> {
 pub struct BatchCommitted {
     pub stored: u64,
     pub duplicates: u64,
+    /// Reports the store refused, each alone (counted as `malformed` rejections by ingest).
+    pub rejected: u64,
     pub seconds: f64,
 }
 
@@ -75,13 +77,15 @@ impl BatchCommitted {
         tracing::debug!(
             stored = self.stored,
             duplicates = self.duplicates,
+            rejected = self.rejected,
             seconds = self.seconds,
             "batch committed"
         );
         metrics::counter!(m::REPORTS_TOTAL, "outcome" => "stored").increment(self.stored);
         metrics::counter!(m::REPORTS_TOTAL, "outcome" => "duplicate").increment(self.duplicates);
         metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(self.seconds);
-        metrics::histogram!(m::COMMIT_BATCH_REPORTS).record((self.stored + self.duplicates) as f64);
+        metrics::histogram!(m::COMMIT_BATCH_REPORTS)
+            .record((self.stored + self.duplicates + self.rejected) as f64);
     }
 }
 

@@ -147,7 +147,7 @@ mod tests {
         let day = 86_400_000;
         let host = crate::store::tests::enrolled(&store, "a").await;
         let record = |seq: u64, at: i64| crate::store::tests::record(host, "i", seq, at);
-        store.commit_reports(&[record(1, 0), record(2, 20 * day)]).await.unwrap();
+        crate::store::tests::commit(&store, &[record(1, 0), record(2, 20 * day)]).await;
         let clock: SharedClock = Arc::new(ManualClock::new(20 * day + ROLLUP_BUCKET_MS));
         let stats = sweep_retention(&store, &clock, &RetentionConfig::default()).await.unwrap();
         // The 20-day-old receipt is past 14 days; its roll-up is within 400 days.

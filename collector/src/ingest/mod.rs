@@ -25,12 +25,12 @@ use vigil_proto::v1::{
 
 use crate::clock::SharedClock;
 use crate::config::IngestConfig;
-use crate::error::to_status;
+use crate::error::{report_status, to_status};
 use crate::events::{ClonedIdentity, RejectReason, ReportRejected, StreamClosed, StreamOpened};
 use crate::ids::HostId;
 use crate::ratelimit::RateLimiter;
 use crate::readings;
-use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreResult};
+use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 use crate::tls::PeerInfo;
 use commit::CommitQueue;
 use revocation::Revocations;
@@ -139,6 +139,13 @@ impl IngestService {
         let message = err.to_string();
         ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
         to_status(err)
+    }
+
+    /// Like `reject`, for a fault of the report numbered `seq`: the status names it.
+    fn reject_report(&self, err: &InvalidInput, seq: u64, peer: Option<SocketAddr>) -> Status {
+        let message = err.to_string();
+        ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
+        report_status(err, seq)
     }
 }
 
@@ -326,7 +333,7 @@ impl IngestService {
                                 committed: self.queue.submit(record).await,
                             }
                         }
-                        Err(err) => Pending::Fail(self.reject(&err, peer)),
+                        Err(err) => Pending::Fail(self.reject_report(&err, report.seq, peer)),
                     }
                 }
                 Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Goodbye(bye)) })) => {
@@ -400,13 +407,14 @@ impl Session {
                         })
                     }
                     Ok(Err(err)) => {
-                        let status = to_status(&err);
-                        ReportRejected {
-                            reason: RejectReason::StoreUnavailable,
-                            peer: None,
-                            message: status.message(),
-                        }
-                        .emit();
+                        // Refused alone (the agent quarantines it), or the store is down.
+                        let (status, reason) = match &err {
+                            StoreError::Rejected(_) => {
+                                (report_status(&err, seq), RejectReason::Malformed)
+                            }
+                            _ => (to_status(&err), RejectReason::StoreUnavailable),
+                        };
+                        ReportRejected { reason, peer: None, message: status.message() }.emit();
                         Err(status)
                     }
                     Err(_) => Err(Status::unavailable("collector is shutting down")),

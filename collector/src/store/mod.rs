@@ -35,6 +35,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The store refused this one report (a constraint it breaks, a value it cannot hold):
+    /// sending it again fails again. Only ever one record's outcome in
+    /// [`Store::commit_reports`]; the rest of the batch is unaffected.
+    #[error("report refused by the store: {0}")]
+    Rejected(String),
 }
 
 impl HasErrorCode for StoreError {
@@ -44,6 +49,7 @@ impl HasErrorCode for StoreError {
             Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::AlreadyExists,
+            Self::Rejected(_) => ErrorCode::InvalidArgument,
         }
     }
 }
@@ -202,9 +208,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Newest first.
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
-    /// Commits every record in one durable transaction (group commit) and says, per record,
-    /// whether it was new. Either all records are committed or none.
-    async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>>;
+    /// Commits the records in one durable transaction (group commit) and says, per record,
+    /// whether it was new. Each record is written under its own savepoint: one the store
+    /// refuses (a constraint it breaks, a value it cannot hold) is undone alone and answered
+    /// `Err(StoreError::Rejected)`, and every other record is committed. The outer error is the
+    /// store failing as a whole (it cannot begin or commit, I/O, locked, disk full): then no
+    /// record is committed.
+    async fn commit_reports(
+        &self,
+        records: &[ReportRecord],
+    ) -> StoreResult<Vec<StoreResult<CommitOutcome>>>;
 
     /// Records that an agent said goodbye (`reason`: stop, reboot, upgrade).
     async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()>;

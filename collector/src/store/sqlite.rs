@@ -26,6 +26,34 @@ pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// A write of one report that failed: `Rejected` when the fault is the report's own (a
+/// constraint it breaks, a value or size SQLite cannot hold), so that report alone is refused;
+/// `Unavailable` for everything else (I/O, busy or locked, disk full, a bug in a statement),
+/// so the batch fails and the agents retry later.
+pub(super) fn refused(err: sqlx::Error) -> StoreError {
+    use sqlx::error::ErrorKind;
+    // Primary result codes (https://www.sqlite.org/rescode.html): TOOBIG, CONSTRAINT,
+    // MISMATCH, RANGE. The extended code's low byte is the primary one.
+    const REPORT_FAULTS: [i32; 4] = [18, 19, 20, 25];
+    let own = match &err {
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            ) || db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| REPORT_FAULTS.contains(&(code & 0xff)))
+        }
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    };
+    if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
+}
+
 /// A stored row that does not read back as it should.
 pub(super) fn corrupt(err: sqlx::Error) -> StoreError {
     StoreError::Corrupt(err.to_string())
@@ -97,7 +125,7 @@ impl SqliteStore {
         .bind(r.replayed)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?
+        .map_err(refused)?
         .rows_affected();
 
         let last_live = (!r.replayed).then_some(r.received_at_ms);
@@ -119,7 +147,7 @@ impl SqliteStore {
         .bind(r.seq as i64)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         sqlx::query(
             "UPDATE hosts SET last_seen_ms = ?, hostname = ?, agent_version = ?, \
@@ -132,7 +160,7 @@ impl SqliteStore {
         .bind(&host)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         if inserted == 0 {
             return Ok(CommitOutcome::Duplicate);
@@ -155,7 +183,7 @@ impl SqliteStore {
         .bind(&r.encoded)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         let bucket = r.collected_at_ms - r.collected_at_ms.rem_euclid(ROLLUP_BUCKET_MS);
         for (series, value) in &r.series {
@@ -179,7 +207,7 @@ impl SqliteStore {
             .bind(value)
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(refused)?;
         }
         Ok(CommitOutcome::Stored)
     }
@@ -262,12 +290,31 @@ fn latest_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<LatestReport> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>> {
+    async fn commit_reports(
+        &self,
+        records: &[ReportRecord],
+    ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut conn = self.write.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
-            outcomes.push(Self::commit_one(&mut tx, record).await?);
+            // A nested transaction is a SAVEPOINT: rolling it back undoes this report only.
+            let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(unavailable)?;
+            match Self::commit_one(&mut one, record).await {
+                Ok(outcome) => {
+                    one.commit().await.map_err(unavailable)?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(StoreError::Rejected(why)) => {
+                    one.rollback().await.map_err(unavailable)?;
+                    outcomes.push(Err(StoreError::Rejected(format!(
+                        "report seq {}: {why}",
+                        record.seq
+                    ))));
+                }
+                // Dropping the transaction rolls everything back.
+                Err(err) => return Err(err),
+            }
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(outcomes)
