@@ -258,11 +258,18 @@ impl ClonedIdentity<'_> {
 pub struct RetentionSwept {
     pub receipts: u64,
     pub rollups: u64,
+    /// Transactions the deletions took (each at most `tasks::PRUNE_BATCH_ROWS` rows).
+    pub batches: u64,
 }
 
 impl RetentionSwept {
     pub fn emit(&self) {
-        tracing::info!(receipts = self.receipts, rollups = self.rollups, "retention sweep done");
+        tracing::info!(
+            receipts = self.receipts,
+            rollups = self.rollups,
+            batches = self.batches,
+            "retention sweep done"
+        );
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "report_receipts")
             .increment(self.receipts);
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "rollups_5m")

@@ -123,6 +123,8 @@ pub struct InstanceRow {
     pub last_seen_ms: UnixMs,
     pub last_live_ms: Option<UnixMs>,
     pub max_seq: u64,
+    /// The highest seq of this instance whose receipt retention deleted (0: none yet).
+    pub pruned_through_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -155,6 +157,8 @@ pub struct Rollup {
 pub struct PruneStats {
     pub receipts: u64,
     pub rollups: u64,
+    /// Delete statements run (each one transaction of at most the batch size).
+    pub batches: u64,
 }
 
 /// Roll-up bucket width.
@@ -250,11 +254,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn rollups(&self, id: HostId, series: &str, since: UnixMs) -> StoreResult<Vec<Rollup>>;
 
     /// Deletes receipts received before `receipts_before` and roll-up buckets that started
-    /// before `rollups_before`.
+    /// before `rollups_before`, at most `batch_rows` rows per transaction, letting other
+    /// writes (ingest commits) in between. With the receipts of a batch it raises each agent
+    /// instance's `pruned_through_seq` to the highest seq deleted.
     async fn prune(
         &self,
         receipts_before: UnixMs,
         rollups_before: UnixMs,
+        batch_rows: u32,
     ) -> StoreResult<PruneStats>;
 
     // ---- classification and incidents ----

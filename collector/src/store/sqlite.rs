@@ -407,8 +407,8 @@ impl Store for SqliteStore {
 
     async fn instances(&self, id: HostId) -> StoreResult<Vec<InstanceRow>> {
         let rows = sqlx::query(
-            "SELECT instance, first_seen_ms, last_seen_ms, last_live_ms, max_seq \
-             FROM agent_instances WHERE host_id = ? ORDER BY first_seen_ms, instance",
+            "SELECT instance, first_seen_ms, last_seen_ms, last_live_ms, max_seq, \
+             pruned_through_seq FROM agent_instances WHERE host_id = ? ORDER BY first_seen_ms, instance",
         )
         .bind(id.to_string())
         .fetch_all(&self.read)
@@ -422,6 +422,9 @@ impl Store for SqliteStore {
                     last_seen_ms: row.try_get("last_seen_ms").map_err(corrupt)?,
                     last_live_ms: row.try_get("last_live_ms").map_err(corrupt)?,
                     max_seq: row.try_get::<i64, _>("max_seq").map_err(corrupt)? as u64,
+                    pruned_through_seq: row
+                        .try_get::<i64, _>("pruned_through_seq")
+                        .map_err(corrupt)? as u64,
                 })
             })
             .collect()
@@ -511,21 +514,70 @@ impl Store for SqliteStore {
         &self,
         receipts_before: UnixMs,
         rollups_before: UnixMs,
+        batch_rows: u32,
     ) -> StoreResult<PruneStats> {
-        let mut conn = self.write.lock().await;
-        let receipts = sqlx::query("DELETE FROM report_receipts WHERE received_at_ms < ?")
+        let limit = i64::from(batch_rows.max(1));
+        let mut stats = PruneStats::default();
+        // Receipts, oldest first. One batch is one transaction under the writer lock: the
+        // watermark and the deletion of the same rows commit together, and ingest commits
+        // take the lock between batches.
+        loop {
+            let mut conn = self.write.lock().await;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+            let batch = "SELECT rowid FROM report_receipts WHERE received_at_ms < ?1 \
+                         ORDER BY received_at_ms, rowid LIMIT ?2";
+            sqlx::query(&format!(
+                "UPDATE agent_instances SET pruned_through_seq = CASE \
+                   WHEN pruned.seq > agent_instances.pruned_through_seq THEN pruned.seq \
+                   ELSE agent_instances.pruned_through_seq END \
+                 FROM (SELECT host_id, instance, MAX(seq) AS seq FROM report_receipts \
+                       WHERE rowid IN ({batch}) GROUP BY host_id, instance) AS pruned \
+                 WHERE agent_instances.host_id = pruned.host_id \
+                   AND agent_instances.instance = pruned.instance"
+            ))
             .bind(receipts_before)
-            .execute(&mut *conn)
+            .bind(limit)
+            .execute(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
-        let rollups = sqlx::query("DELETE FROM rollups_5m WHERE bucket_start_ms < ?")
+            .map_err(unavailable)?;
+            let deleted =
+                sqlx::query(&format!("DELETE FROM report_receipts WHERE rowid IN ({batch})"))
+                    .bind(receipts_before)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+            tx.commit().await.map_err(unavailable)?;
+            drop(conn);
+            stats.receipts += deleted;
+            stats.batches += 1;
+            if deleted < limit as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        loop {
+            let mut conn = self.write.lock().await;
+            let deleted = sqlx::query(
+                "DELETE FROM rollups_5m WHERE rowid IN \
+                 (SELECT rowid FROM rollups_5m WHERE bucket_start_ms < ? LIMIT ?)",
+            )
             .bind(rollups_before)
+            .bind(limit)
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?
             .rows_affected();
-        Ok(PruneStats { receipts, rollups })
+            drop(conn);
+            stats.rollups += deleted;
+            stats.batches += 1;
+            if deleted < limit as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(stats)
     }
 
     async fn create_customer(&self, name: &str, now: UnixMs) -> StoreResult<CustomerRow> {

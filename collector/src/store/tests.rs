@@ -272,10 +272,98 @@ pub async fn prune_drops_only_old_rows(store: &dyn Store) {
     let old = record(host, "i1", 1, 1_000);
     let new = record(host, "i1", 2, 100 * ROLLUP_BUCKET_MS);
     commit(store, &[old, new]).await;
-    let stats = store.prune(50_000, 50 * ROLLUP_BUCKET_MS).await.unwrap();
-    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1 });
+    let stats = store.prune(50_000, 50 * ROLLUP_BUCKET_MS, 5_000).await.unwrap();
+    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1, batches: 2 });
     assert_eq!(store.receipts(host, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.rollups(host, "cpu.usage_ratio", 0).await.unwrap().len(), 1);
+}
+
+/// Commits receipts of `instance` numbered by `seqs`, each received at `at(seq)`, in chunks.
+async fn receipts_at(
+    store: &dyn Store,
+    host: HostId,
+    instance: &str,
+    seqs: impl IntoIterator<Item = u64>,
+    at: impl Fn(u64) -> UnixMs,
+) {
+    let all: Vec<_> = seqs.into_iter().map(|seq| record(host, instance, seq, at(seq))).collect();
+    for chunk in all.chunks(500) {
+        commit(store, chunk).await;
+    }
+}
+
+fn pruned_through(instances: &[InstanceRow], instance: &str) -> u64 {
+    instances.iter().find(|i| i.instance == instance).expect("instance").pruned_through_seq
+}
+
+pub async fn prune_runs_in_batches_and_keeps_the_highest_pruned_seq(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let cutoff = 1_000_000;
+    // "a": 1..=1030 received before the cutoff, 1031..=1040 after.
+    receipts_at(
+        store,
+        host,
+        "a",
+        1..=1040,
+        |seq| if seq <= 1030 { seq as i64 } else { cutoff + 1 },
+    )
+    .await;
+    // "b" replayed out of order: 7 arrived late (after the cutoff), 1..=6 and 8 before it.
+    receipts_at(store, host, "b", [1, 2, 3, 4, 5, 6, 8, 7], |seq| match seq {
+        7 => cutoff + 10,
+        _ => 2_000 + seq as i64,
+    })
+    .await;
+    // "c" has nothing old: its watermark stays 0.
+    receipts_at(store, host, "c", 1..=3, |_| cutoff + 20).await;
+
+    let stats = store.prune(cutoff, 0, 100).await.unwrap();
+    // 1030 + 7 old receipts at 100 per batch: ten full batches and one of 37; no roll-up is
+    // older than 0, which takes one (empty) batch.
+    assert_eq!(stats, PruneStats { receipts: 1_037, rollups: 0, batches: 12 });
+    let instances = store.instances(host).await.unwrap();
+    assert_eq!(pruned_through(&instances, "a"), 1_030);
+    assert_eq!(pruned_through(&instances, "b"), 8, "the highest pruned, not the newest kept");
+    assert_eq!(pruned_through(&instances, "c"), 0);
+    assert_eq!(store.receipts(host, Some("a"), 100).await.unwrap().len(), 10);
+    let b: Vec<u64> =
+        store.receipts(host, Some("b"), 100).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(b, [7]);
+
+    // A second pass finds nothing and lowers no watermark.
+    let again = store.prune(cutoff, 0, 100).await.unwrap();
+    assert_eq!((again.receipts, again.rollups), (0, 0));
+    assert_eq!(pruned_through(&store.instances(host).await.unwrap(), "a"), 1_030);
+}
+
+pub async fn prune_lets_commits_in_between_batches(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let old = 4_000;
+    receipts_at(store, host, "old", 1..=old, |seq| seq as i64).await;
+    let cutoff = 1_000_000;
+    let (stats, landed) = tokio::join!(store.prune(cutoff, 0, 20), async {
+        // Once the first batch has committed (its watermark is visible to readers)...
+        loop {
+            let instances = store.instances(host).await.unwrap();
+            if pruned_through(&instances, "old") > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // ...a commit waits for one batch at most, not for the whole prune.
+        let outcomes = commit(store, &[record(host, "live", 1, cutoff + 5)]).await;
+        assert_eq!(outcomes, [CommitOutcome::Stored]);
+        pruned_through(&store.instances(host).await.unwrap(), "old")
+    });
+    let stats = stats.unwrap();
+    assert_eq!(stats.receipts, old);
+    assert!(stats.batches > 100, "{stats:?}");
+    assert!(
+        landed > 0 && landed < old,
+        "the commit landed after {landed} of {old} receipts were pruned: not between batches"
+    );
+    assert_eq!(pruned_through(&store.instances(host).await.unwrap(), "old"), old);
+    assert_eq!(store.receipts(host, Some("live"), 10).await.unwrap().len(), 1);
 }
 
 pub async fn events_dedupe_and_goodbye(store: &dyn Store) {
@@ -652,6 +740,8 @@ macro_rules! store_test_suite {
             case!(latest_report_is_newest_collected);
             case!(rollups_keep_min_avg_max_per_bucket);
             case!(prune_drops_only_old_rows);
+            case!(prune_runs_in_batches_and_keeps_the_highest_pruned_seq);
+            case!(prune_lets_commits_in_between_batches);
             case!(events_dedupe_and_goodbye);
             case!(incidents_are_one_per_fingerprint_and_reopen_within_the_window);
             case!(people_work_incidents_through_their_states);
