@@ -89,7 +89,9 @@ impl BatchCommitted {
     }
 }
 
-/// One delivery attempt of a notification, and what it came to.
+/// One delivery attempt of a notification, and what it came to. A delivery entering the dead
+/// letter state is logged as an error naming the receiver (the host-less counterpart of a
+/// finding); its attempts count as `outcome="failed"`.
 #[derive(Debug)]
 pub struct NotificationDelivered<'a> {
     pub delivery: &'a crate::store::DeliveryRow,
@@ -109,8 +111,12 @@ impl NotificationDelivered<'_> {
                 tracing::warn!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification not delivered; will retry");
                 "retry"
             }
-            DeliveryOutcome::Failed { error } => {
-                tracing::error!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification given up");
+            DeliveryOutcome::DeadLetter { error, .. } if d.state != "dead_letter" => {
+                tracing::error!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
+                "failed"
+            }
+            DeliveryOutcome::DeadLetter { error, .. } => {
+                tracing::warn!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "dead-lettered notification still not delivered");
                 "failed"
             }
         };

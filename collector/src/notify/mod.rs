@@ -6,8 +6,11 @@
 //!    tiers below it (the contract's, or `notify.default_receivers`), one delivery row per
 //!    receiver with the payload as it was, in one transaction;
 //! 2. **delivers** due deliveries ([`alertmanager`], [`webhook`]), recording each outcome and
-//!    retrying with [`backoff`] until delivered or `notify.max_attempts` is used up — at least
-//!    once, each with a stable event id (`INC-000042/<timeline id>`) receivers deduplicate on;
+//!    retrying with [`backoff`] — at least once, each with a stable event id
+//!    (`INC-000042/<timeline id>`) receivers deduplicate on. A delivery is never given up:
+//!    once `notify.max_attempts` is used up, or the receiver refuses it, it is dead-lettered
+//!    and tried again every `notify.dead_letter_retry` until the receiver takes it or an
+//!    operator drops it; the lease holder exports the dead letters per receiver at `/metrics`;
 //! 3. **re-posts firing alerts** to Alertmanager receivers every `notify.alertmanager_repeat`
 //!    with an explicit `endsAt`, so Alertmanager's view follows Vigil's even across restarts.
 //!
@@ -101,6 +104,7 @@ pub struct Notifier {
     targets: Arc<HashMap<String, Target>>,
     default_receivers: Vec<String>,
     max_attempts: u32,
+    dead_letter_retry: Duration,
     repeat: Duration,
     client: reqwest::Client,
     last_repost: Arc<std::sync::Mutex<Option<UnixMs>>>,
@@ -125,6 +129,7 @@ impl Notifier {
             targets: Arc::new(targets),
             default_receivers: config.default_receivers.clone(),
             max_attempts: config.max_attempts,
+            dead_letter_retry: config.dead_letter_retry,
             repeat: config.alertmanager_repeat,
             client,
             last_repost: Arc::default(),
@@ -217,7 +222,7 @@ impl Notifier {
                 continue;
             }
             let outcome = self.attempt(&delivery).await;
-            if matches!(outcome, DeliveryOutcome::Retry { .. }) {
+            if !matches!(outcome, DeliveryOutcome::Delivered) {
                 down.insert(delivery.receiver.clone());
             }
             let now = self.clock.now_ms();
@@ -229,18 +234,19 @@ impl Notifier {
 
     async fn attempt(&self, delivery: &DeliveryRow) -> DeliveryOutcome {
         let now = self.clock.now_ms();
+        let dead_letter = |error: String| DeliveryOutcome::DeadLetter {
+            error,
+            at_ms: now.saturating_add(self.dead_letter_retry.as_millis() as i64),
+        };
         let stored: Stored = match serde_json::from_str(&delivery.payload) {
             Ok(stored) => stored,
-            Err(err) => {
-                return DeliveryOutcome::Failed {
-                    error: format!("stored payload unreadable: {err}"),
-                };
-            }
+            Err(err) => return dead_letter(format!("stored payload unreadable: {err}")),
         };
         let Some(target) = self.targets.get(&delivery.receiver) else {
-            return DeliveryOutcome::Failed {
-                error: format!("receiver {:?} is no longer configured", delivery.receiver),
-            };
+            return dead_letter(format!(
+                "receiver {:?} is no longer configured",
+                delivery.receiver
+            ));
         };
         let result = match target {
             Target::Alertmanager(am) => {
@@ -257,11 +263,15 @@ impl Notifier {
         };
         match result {
             Ok(()) => DeliveryOutcome::Delivered,
-            Err(DeliveryError::Permanent(error)) => DeliveryOutcome::Failed { error },
+            Err(DeliveryError::Permanent(error)) => dead_letter(error),
+            Err(DeliveryError::Retry(error)) if delivery.state == "dead_letter" => {
+                dead_letter(error)
+            }
             Err(DeliveryError::Retry(error)) if delivery.attempts + 1 >= self.max_attempts => {
-                DeliveryOutcome::Failed {
-                    error: format!("{error} (gave up after {} attempts)", delivery.attempts + 1),
-                }
+                dead_letter(format!(
+                    "{error} (dead-lettered after {} attempts)",
+                    delivery.attempts + 1
+                ))
             }
             Err(DeliveryError::Retry(error)) => DeliveryOutcome::Retry {
                 error,

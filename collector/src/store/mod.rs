@@ -337,10 +337,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         deliveries: &[NewDelivery],
         now: UnixMs,
     ) -> StoreResult<()>;
-    /// Pending deliveries due by `now`, oldest first; one waits while an earlier delivery of
-    /// the same incident to the same receiver is pending, so each receiver gets an incident's
-    /// events in order.
+    /// Pending and dead-lettered deliveries due by `now`, oldest first; one waits while an
+    /// earlier delivery of the same incident to the same receiver is pending or dead-lettered,
+    /// so each receiver gets an incident's events in order.
     async fn due_deliveries(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<DeliveryRow>>;
+    /// Dead-lettered deliveries, oldest first.
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeliveryRow>>;
+    /// How many deliveries are dead-lettered, per receiver that has any, by receiver name.
+    async fn dead_letter_counts(&self) -> StoreResult<Vec<DeadLetterCount>>;
+    /// An operator gives a dead-lettered delivery up: it becomes `dropped`, is never sent,
+    /// and no longer holds back the later events of its incident to its receiver. `NotFound`
+    /// for an unknown id, `Conflict` when it is not dead-lettered.
+    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow>;
     async fn record_delivery(
         &self,
         id: i64,

@@ -1130,6 +1130,18 @@ impl Store for SqliteStore {
         self.due_deliveries_impl(now, limit).await
     }
 
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeliveryRow>> {
+        self.dead_letters_impl(limit).await
+    }
+
+    async fn dead_letter_counts(&self) -> StoreResult<Vec<DeadLetterCount>> {
+        self.dead_letter_counts_impl().await
+    }
+
+    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow> {
+        self.drop_delivery_impl(id).await
+    }
+
     async fn record_delivery(
         &self,
         id: i64,

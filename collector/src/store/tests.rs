@@ -714,6 +714,72 @@ pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dy
     assert_eq!(all[0].last_error.as_deref(), Some("HTTP 503"), "the last error stays visible");
 }
 
+pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 2_000).await.unwrap();
+    for item in store.pending_outbox(10).await.unwrap() {
+        let deliveries: Vec<NewDelivery> = ["hook", "gone"]
+            .iter()
+            .map(|receiver| NewDelivery {
+                event_id: format!("{}/{}", incident_number(id), item.timeline_id),
+                receiver: (*receiver).into(),
+                payload: "{}".into(),
+            })
+            .collect();
+        store.fan_out(item.id, id, &deliveries, 3_000).await.unwrap();
+    }
+    // The first event of each receiver is due; both are dead-lettered.
+    let due = store.due_deliveries(3_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
+    for d in &due {
+        let dead = DeliveryOutcome::DeadLetter { error: "HTTP 503".into(), at_ms: 10_000 };
+        store.record_delivery(d.id, &dead, 3_000).await.unwrap();
+    }
+    let counts = store.dead_letter_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            DeadLetterCount { receiver: "gone".into(), count: 1 },
+            DeadLetterCount { receiver: "hook".into(), count: 1 }
+        ]
+    );
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        due.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    assert!(dead.iter().all(|d| d.state == "dead_letter" && d.attempts == 1));
+    // Not due before its slow retry, and the later events wait behind it: order holds.
+    assert!(store.due_deliveries(9_999, 10).await.unwrap().is_empty());
+    let retried = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(
+        retried.iter().map(|d| d.id).collect::<Vec<_>>(),
+        dead.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+
+    // The receiver answers: delivered, and its next event comes due.
+    let (hook, gone) = (dead[0].id, dead[1].id);
+    store.record_delivery(hook, &DeliveryOutcome::Delivered, 10_000).await.unwrap();
+    let next = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(next.len(), 2);
+    assert_eq!((next[0].id, next[0].receiver.as_str()), (gone, "gone"));
+    assert_eq!(next[1].receiver, "hook");
+    assert!(next[1].id > hook);
+
+    // An operator drops the other: never due again, and its receiver's next event goes on.
+    assert!(matches!(store.drop_delivery(hook).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.drop_delivery(999_999).await, Err(StoreError::NotFound(_))));
+    let dropped = store.drop_delivery(gone).await.unwrap();
+    assert_eq!((dropped.id, dropped.state.as_str()), (gone, "dropped"));
+    assert!(matches!(store.drop_delivery(gone).await, Err(StoreError::Conflict(_))));
+    assert!(store.dead_letter_counts().await.unwrap().is_empty());
+    let next = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
+    assert!(next.iter().all(|d| d.state == "pending" && d.id != gone));
+}
+
 macro_rules! store_test_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -751,6 +817,7 @@ macro_rules! store_test_suite {
             case!(the_lease_has_one_holder_until_it_expires);
             case!(contracts_round_trip_and_mark_incidents_for_the_sweep);
             case!(notifiable_changes_enter_the_outbox_and_deliver_in_order);
+            case!(dead_letters_are_retried_in_order_until_delivered_or_dropped);
         }
     };
 }
