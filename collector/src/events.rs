@@ -139,6 +139,29 @@ impl BatchEvaluated<'_> {
     }
 }
 
+/// Evaluating one stored report failed (the store refused its outcome, or a rule panicked on
+/// it): that report is skipped, it stays stored, and the next report of its host is evaluated
+/// as usual.
+#[derive(Debug)]
+pub struct EvaluationFailed<'a> {
+    pub record: &'a crate::store::ReportRecord,
+    pub error: &'a str,
+}
+
+impl EvaluationFailed<'_> {
+    pub fn emit(&self) {
+        let r = self.record;
+        tracing::error!(
+            host = %r.host_id,
+            instance = %r.instance,
+            seq = r.seq,
+            error = self.error,
+            "evaluating a report failed; it is skipped and the next one is evaluated"
+        );
+        metrics::counter!(m::INCIDENT_EVALUATION_ERRORS_TOTAL).increment(1);
+    }
+}
+
 #[derive(Debug)]
 pub struct StreamOpened<'a> {
     pub host: HostId,
