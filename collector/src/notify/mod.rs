@@ -378,18 +378,17 @@ mod tests {
 
     use super::*;
     use crate::classify::{FaultLevel, FindingKind};
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Fingerprint, HostEvaluation, IncidentOp};
 
-    #[tokio::test]
-    async fn a_dead_receiver_costs_one_attempt_per_tick_not_one_per_delivery() {
+    /// A store with one host and `n` incidents, each with one pending "opened" event.
+    async fn incidents(n: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let host = crate::store::tests::enrolled(store.as_ref(), "h").await;
         let row = store.get_host(host).await.unwrap().unwrap();
-        // Three incidents, each with one pending "opened" event.
-        let ops = (0..3)
+        let ops = (0..n)
             .map(|n| IncidentOp::Raise {
                 fingerprint: Fingerprint {
                     customer_id: row.customer_id,
@@ -409,6 +408,59 @@ mod tests {
             .collect();
         let batch = [HostEvaluation { state: None, ops, host_events: Vec::new() }];
         store.apply_evaluations(&batch, 86_400_000, 1_000).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn past_max_attempts_a_delivery_is_dead_lettered_and_retried_slowly_for_ever() {
+        let (_dir, store) = incidents(1).await;
+        let config = NotifyConfig {
+            default_receivers: vec!["dead".into()],
+            max_attempts: 2,
+            dead_letter_retry: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let targets = HashMap::from([(
+            "dead".to_owned(),
+            Target::Webhook(WebhookTarget {
+                url: testing::unused_local_url(),
+                secret: "0123456789abcdef".into(),
+            }),
+        )]);
+        let clock = Arc::new(ManualClock::new(2_000));
+        let notifier = Notifier::new(store.clone(), clock.clone(), targets, &config).unwrap();
+        let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
+        let delivery = async || store.incident_deliveries(1).await.unwrap().remove(0);
+
+        notifier.tick(&contracts).await.unwrap();
+        let first = delivery().await;
+        assert_eq!((first.state.as_str(), first.attempts), ("pending", 1));
+        // The second attempt, after the backoff, uses up max_attempts.
+        clock.set_ms(first.next_attempt_at_ms);
+        notifier.tick(&contracts).await.unwrap();
+        let dead = delivery().await;
+        assert_eq!((dead.state.as_str(), dead.attempts), ("dead_letter", 2));
+        assert_eq!(dead.next_attempt_at_ms, first.next_attempt_at_ms + 600_000);
+        assert!(dead.last_error.as_deref().unwrap().contains("dead-lettered after 2 attempts"));
+        let counts = store.dead_letter_counts().await.unwrap();
+        assert_eq!(counts, [crate::store::DeadLetterCount { receiver: "dead".into(), count: 1 }]);
+        // Not before its slow retry; then tried again, and again, never given up.
+        clock.set_ms(dead.next_attempt_at_ms - 1);
+        notifier.tick(&contracts).await.unwrap();
+        assert_eq!(delivery().await.attempts, 2);
+        for attempts in 3..=5 {
+            clock.set_ms(delivery().await.next_attempt_at_ms);
+            notifier.tick(&contracts).await.unwrap();
+            let again = delivery().await;
+            assert_eq!((again.state.as_str(), again.attempts), ("dead_letter", attempts));
+            assert_eq!(again.next_attempt_at_ms, clock.now_ms() + 600_000);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_receiver_costs_one_attempt_per_tick_not_one_per_delivery() {
+        // Three incidents, each with one pending "opened" event.
+        let (_dir, store) = incidents(3).await;
 
         let config = NotifyConfig { default_receivers: vec!["dead".into()], ..Default::default() };
         let targets = HashMap::from([(

@@ -829,3 +829,29 @@ async fn open_sqlite() -> (tempfile::TempDir, sqlite::SqliteStore) {
 }
 
 store_test_suite!(sqlite_backend, open_sqlite());
+
+/// SQLite only: a store that cannot write (another process holds the database's write lock)
+/// fails the whole batch as unavailable, commits nothing, and no report is blamed for it.
+#[tokio::test]
+async fn sqlite_a_locked_store_fails_the_whole_batch_as_unavailable() {
+    use sqlx::Connection;
+    let (dir, store) = open_sqlite().await;
+    let host = enrolled(&store, "srv01").await;
+    // Wait 50 ms for the lock instead of 10 s.
+    sqlx::query("PRAGMA busy_timeout = 50").execute(&mut *store.write.lock().await).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("vigil.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let batch = [record(host, "i1", 1, 1_000), record(host, "i1", 2, 2_000)];
+    let err = store.commit_reports(&batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert!(store.receipts(host, None, 10).await.unwrap().is_empty());
+    // Once the lock is free the same batch commits whole.
+    assert_eq!(commit(&store, &batch).await, [CommitOutcome::Stored, CommitOutcome::Stored]);
+}
