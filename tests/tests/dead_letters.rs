@@ -107,18 +107,23 @@ async fn a_receiver_down_past_max_attempts_gets_its_dead_letters_exactly_once_wh
     .await;
     assert!(accepted(&hook).is_empty());
 
+    // vigilctl lists them.
+    let listed = c.vigilctl(&["notifications", "dead-letters"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for (id, event) in dead.values().flatten() {
+        assert!(listed.contains(event) && listed.contains(&id.to_string()), "{listed}");
+    }
+
     // An operator drops the other receiver's dead letters: audit-logged, never sent again.
-    for (id, _) in &dead["gone"] {
-        let (status, body) = c
-            .request_as(
-                &c.admin_token,
-                reqwest::Method::DELETE,
-                &format!("/api/v1/notifications/{id}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["dropped"]["state"], "dropped", "{body}");
+    for (id, event) in &dead["gone"] {
+        let dropped = c.vigilctl(&["notifications", "drop", &id.to_string()]);
+        assert!(dropped.status.success(), "{dropped:?}");
+        let said = String::from_utf8_lossy(&dropped.stdout);
+        assert_eq!(
+            said,
+            format!("delivery {id} of {event} to gone dropped; it will not be sent\n")
+        );
         let (status, body) = c
             .request_as(
                 &c.admin_token,
