@@ -13,7 +13,8 @@ use vigil_config::{FieldError, Validate, duration};
 #[serde(default)]
 pub struct AgentConfig {
     /// The collector's gRPC address, `https://HOST:PORT` (TLS only; the agent trusts the CA it
-    /// got at enrolment).
+    /// got at enrolment). Several replicas, separated by commas, are tried in order: the agent
+    /// moves to the next when one is unreachable or refuses with `UNAVAILABLE`.
     pub collector: String,
     /// Time between two reports.
     #[serde(with = "duration")]
@@ -36,6 +37,16 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// The collector addresses, in the order they are tried.
+    pub fn collectors(&self) -> Vec<String> {
+        self.collector
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// What the probes are built from: `probes` with `services` copied in.
     pub fn probes_config(&self) -> ProbesConfig {
         ProbesConfig { services: self.services.clone(), ..self.probes.clone() }
@@ -228,14 +239,21 @@ impl Default for AgentConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct SpoolConfig {
-    /// Most unacknowledged reports kept on disk while the collector is unreachable (the default
-    /// holds a day at the 10 s interval). When full, the oldest report is dropped and logged.
+    /// Most unacknowledged reports kept while the collector is unreachable. When the spool is
+    /// full (by count or by bytes), the oldest reports are dropped, logged, and counted to the
+    /// collector.
     pub max_reports: usize,
+    /// Most bytes the spool may take on disk (records are checksummed and compressed). See
+    /// docs/benchmarks.md for how many hours the default holds.
+    pub max_bytes: u64,
+    /// Most bytes held in memory while the state directory cannot be written (disk full, I/O
+    /// error, read-only); the agent goes back to disk as soon as it can.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { max_reports: 8640 }
+        Self { max_reports: 100_000, max_bytes: 64 << 20, max_memory_bytes: 16 << 20 }
     }
 }
 
@@ -284,27 +302,12 @@ impl Validate for AgentConfig {
         if ipmi.timeout.is_zero() || ipmi.timeout > Duration::from_secs(300) {
             return Err(FieldError::new("probes.ipmi.timeout", "must be between 1ms and 5m"));
         }
-        let uri: Result<tonic::transport::Uri, _> = self.collector.parse();
-        match uri {
-            Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}
-            Ok(uri) if uri.scheme_str() == Some("http") => {
-                return Err(FieldError::new(
-                    "collector",
-                    format!(
-                        "{:?}: the collector accepts TLS only; use https://HOST:PORT",
-                        self.collector
-                    ),
-                ));
-            }
-            _ => {
-                return Err(FieldError::new(
-                    "collector",
-                    format!(
-                        "{:?} is not a collector address like https://127.0.0.1:7700",
-                        self.collector
-                    ),
-                ));
-            }
+        let collectors = self.collectors();
+        if collectors.is_empty() {
+            return Err(FieldError::new("collector", "no collector address given"));
+        }
+        for collector in &collectors {
+            check_collector_url(collector)?;
         }
         if self.interval < Duration::from_secs(1) || self.interval > Duration::from_secs(3600) {
             return Err(FieldError::new("interval", "must be between 1s and 1h"));
@@ -317,6 +320,15 @@ impl Validate for AgentConfig {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(FieldError::new("state_dir", "must not be empty"));
+        }
+        if self.spool.max_bytes < 1 << 20 {
+            return Err(FieldError::new("spool.max_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        if self.spool.max_memory_bytes < 1 << 20 {
+            return Err(FieldError::new(
+                "spool.max_memory_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if self.spool.max_reports == 0 {
             return Err(FieldError::new("spool.max_reports", "must be at least 1"));
@@ -424,6 +436,27 @@ pub fn example_toml() -> String {
     )
 }
 
+/// A collector address must be `https://HOST:PORT`.
+fn check_collector_url(collector: &str) -> Result<(), FieldError> {
+    let uri: Result<tonic::transport::Uri, _> = collector.parse();
+    match uri {
+        Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}
+        Ok(uri) if uri.scheme_str() == Some("http") => {
+            return Err(FieldError::new(
+                "collector",
+                format!("{:?}: the collector accepts TLS only; use https://HOST:PORT", collector),
+            ));
+        }
+        _ => {
+            return Err(FieldError::new(
+                "collector",
+                format!("{:?} is not a collector address like https://127.0.0.1:7700", collector),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -467,6 +500,24 @@ mod tests {
             load("collector = \"http://127.0.0.1:7700\"\n"),
             "/etc/vigil/agent.toml:1: key `collector`: \"http://127.0.0.1:7700\": the collector \
              accepts TLS only; use https://HOST:PORT"
+        );
+    }
+
+    #[test]
+    fn several_collectors_are_tried_in_order_and_each_is_checked() {
+        let config: AgentConfig =
+            toml::from_str("collector = \"https://a.example:7700, https://b.example:7700,\"\n")
+                .unwrap();
+        assert_eq!(config.collectors(), ["https://a.example:7700", "https://b.example:7700"]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            load("collector = \"https://a.example:7700,http://b.example:7700\"\n"),
+            "/etc/vigil/agent.toml:1: key `collector`: \"http://b.example:7700\": the collector \
+             accepts TLS only; use https://HOST:PORT"
+        );
+        assert_eq!(
+            load("collector = \" , \"\n"),
+            "/etc/vigil/agent.toml:1: key `collector`: no collector address given"
         );
     }
 

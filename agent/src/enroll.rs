@@ -149,7 +149,9 @@ pub async fn enroll(
 
     let key = KeyPair::generate()?;
     let csr_der = csr_der(&key, &common_name)?;
-    let channel = connect_channel(&config.collector, Arc::new(tls), CONNECT_TIMEOUT)
+    // Enrolment goes to the first collector address; any replica serves it.
+    let first = config.collectors().into_iter().next().unwrap_or_default();
+    let channel = connect_channel(&first, Arc::new(tls), CONNECT_TIMEOUT)
         .await
         .map_err(EnrollError::Connect)?;
     let request = EnrollRequest {

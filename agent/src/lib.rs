@@ -11,6 +11,7 @@ pub mod goodbye;
 pub mod identity;
 pub mod probe;
 pub mod read;
+pub mod renewal;
 pub mod root;
 pub mod run;
 pub mod spool;

@@ -26,7 +26,8 @@ struct Cli {
     /// Config file (TOML). If the default path does not exist, built-in defaults are used.
     #[arg(long, short, env = "VIGIL_AGENT_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
-    /// Collector address, e.g. https://127.0.0.1:7700 (overrides `collector`).
+    /// Collector address, e.g. https://127.0.0.1:7700, or several replicas separated by commas,
+    /// tried in order (overrides `collector`).
     #[arg(long, global = true)]
     collector: Option<String>,
     /// Time between reports, e.g. 10s (overrides `interval`).
@@ -45,6 +46,9 @@ struct Cli {
     /// Most unacknowledged reports kept on disk (overrides `spool.max_reports`).
     #[arg(long, global = true)]
     spool_max_reports: Option<usize>,
+    /// Most bytes the spool takes on disk (overrides `spool.max_bytes`).
+    #[arg(long, global = true)]
+    spool_max_bytes: Option<u64>,
     /// First reconnection delay (overrides `backoff.initial`).
     #[arg(long, value_parser = humantime::parse_duration, global = true)]
     backoff_initial: Option<Duration>,
@@ -132,6 +136,9 @@ fn load(cli: &Cli, strictness: Strictness) -> Result<AgentConfig, ExitCode> {
     }
     if let Some(v) = cli.spool_max_reports {
         config.spool.max_reports = v;
+    }
+    if let Some(v) = cli.spool_max_bytes {
+        config.spool.max_bytes = v;
     }
     if let Some(v) = cli.backoff_initial {
         config.backoff.initial = v;

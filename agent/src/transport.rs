@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use vigil_proto::v1::{
-    AgentMessage, CollectorMessage, Hello, agent_message, collector_message,
+    AgentMessage, CollectorMessage, Hello, Welcome, agent_message, collector_message,
     ingest_client::IngestClient,
 };
 use vigil_tls::TlsError;
@@ -49,6 +49,8 @@ pub fn status_line(status: &tonic::Status) -> String {
 #[derive(Debug)]
 pub struct Connection {
     pub host_id: String,
+    /// The collector's Welcome: the HostId and what it holds of this instance.
+    pub welcome: Welcome,
     pub tx: mpsc::Sender<AgentMessage>,
     pub inbound: Streaming<CollectorMessage>,
 }
@@ -81,7 +83,7 @@ pub async fn connect(
         .map_err(TransportError::Refused)?;
     match first {
         Some(CollectorMessage { kind: Some(collector_message::Kind::Welcome(welcome)) }) => {
-            Ok(Connection { host_id: welcome.host_id, tx, inbound })
+            Ok(Connection { host_id: welcome.host_id.clone(), welcome, tx, inbound })
         }
         Some(_) => Err(TransportError::Refused(tonic::Status::internal(
             "collector sent something other than a Welcome first",

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// The store or another dependency is unavailable; retry later.
     Unavailable,
+    /// The peer did not do its part in time.
+    DeadlineExceeded,
     /// A bug or an unexpected state.
     Internal,
 }
@@ -34,6 +36,7 @@ impl ErrorCode {
             Self::AlreadyExists => tonic::Code::AlreadyExists,
             Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
+            Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
             Self::Internal => tonic::Code::Internal,
         }
     }
@@ -47,6 +50,7 @@ impl ErrorCode {
             Self::AlreadyExists => StatusCode::CONFLICT,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +65,7 @@ impl ErrorCode {
             Self::AlreadyExists => "already_exists",
             Self::ResourceExhausted => "resource_exhausted",
             Self::Unavailable => "unavailable",
+            Self::DeadlineExceeded => "deadline_exceeded",
             Self::Internal => "internal",
         }
     }
@@ -75,12 +80,11 @@ pub fn to_status<E: HasErrorCode>(err: &E) -> tonic::Status {
     tonic::Status::new(err.code().grpc(), err.to_string())
 }
 
-/// The trailer of a report-stream status that names the report it is about: the agent reads
-/// it to quarantine exactly that report (`INVALID_ARGUMENT`) and go on with the next.
+/// The trailer that names the report a refusal is about.
 pub const SEQ_TRAILER: &str = "vigil-seq";
 
-/// A coded error about one report, as a gRPC status carrying the report's seq in the
-/// [`SEQ_TRAILER`] trailer.
+/// A status about one report: [`to_status`] with the report's seq in the `vigil-seq` trailer,
+/// so the agent knows which report to quarantine or renumber.
 pub fn report_status<E: HasErrorCode>(err: &E, seq: u64) -> tonic::Status {
     let mut status = to_status(err);
     status.metadata_mut().insert(SEQ_TRAILER, tonic::metadata::MetadataValue::from(seq));
@@ -101,6 +105,7 @@ mod tests {
             ErrorCode::AlreadyExists,
             ErrorCode::ResourceExhausted,
             ErrorCode::Unavailable,
+            ErrorCode::DeadlineExceeded,
             ErrorCode::Internal,
         ];
         for code in all {
@@ -113,6 +118,7 @@ mod tests {
                 tonic::Code::AlreadyExists => 409,
                 tonic::Code::ResourceExhausted => 429,
                 tonic::Code::Unavailable => 503,
+                tonic::Code::DeadlineExceeded => 408,
                 _ => 500,
             };
             assert_eq!(http.as_u16(), expected_http, "{code:?}");

@@ -18,10 +18,12 @@ pub enum RejectReason {
     /// A revoked host, or a Hello claiming another host.
     PermissionDenied,
     RateLimited,
+    /// A seq resent with other content than the one held (a restored agent state).
+    SeqReused,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         Self::Malformed,
         Self::TooLarge,
         Self::ProtocolViolation,
@@ -29,6 +31,7 @@ impl RejectReason {
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::RateLimited,
+        Self::SeqReused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl RejectReason {
             Self::Unauthenticated => "unauthenticated",
             Self::PermissionDenied => "permission_denied",
             Self::RateLimited => "rate_limited",
+            Self::SeqReused => "seq_reused",
         }
     }
 }
@@ -67,7 +71,8 @@ impl ReportRejected<'_> {
 pub struct BatchCommitted {
     pub stored: u64,
     pub duplicates: u64,
-    /// Reports the store refused, each alone (counted as `malformed` rejections by ingest).
+    /// Reports neither stored nor duplicates: refused by the store, each alone, or a reused seq
+    /// (ingest counts each under its rejection reason, `malformed` or `seq_reused`).
     pub rejected: u64,
     pub seconds: f64,
 }

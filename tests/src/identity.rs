@@ -88,6 +88,7 @@ impl TestIdentity {
                 machine_id: format!("machine-{instance}"),
                 hostname: "test-host".into(),
                 host_id: self.host_id.clone(),
+                ..Default::default()
             })),
         }
     }

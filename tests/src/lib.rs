@@ -382,10 +382,10 @@ impl Agent {
 
     /// Reports still waiting in the spool for an acknowledgement.
     pub fn spooled(&self) -> usize {
-        std::fs::read_dir(self.state_dir.join("spool/v1"))
+        std::fs::read_dir(self.state_dir.join("spool/v2"))
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "pb"))
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "rec"))
                     .count()
             })
             .unwrap_or(0)
@@ -423,4 +423,30 @@ pub async fn first_reported_host(collector: &Collector, timeout: Duration) -> Va
             c.hosts().await.into_iter().find(|h| h["last_seen_unix_ms"].is_i64())
         })
         .await
+}
+
+/// Copies the directory tree `from` to `to` (files and folders; what a VM snapshot or a backup
+/// of a state directory holds).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read tree") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// A host's timeline events of `kind`, from the host detail.
+pub async fn host_events(collector: &Collector, host: &str, kind: &str) -> Vec<Value> {
+    collector.get(&format!("/api/v1/hosts/{host}")).await["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
 }

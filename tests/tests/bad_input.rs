@@ -33,6 +33,7 @@ impl Stream {
             machine_id: "hostile-machine".into(),
             hostname: "hostile".into(),
             host_id: who.host_id.clone(),
+            ..Default::default()
         };
         tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello)) }).await.unwrap();
         let mut inbound = client.report(ReceiverStream::new(rx)).await.unwrap().into_inner();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_e2e::{Agent, Collector, first_reported_host};
+use vigil_e2e::{Agent, Collector, copy_tree, first_reported_host};
 
 async fn receipts(collector: &Collector, host: &str, instance: &str) -> Vec<Value> {
     collector.get(&format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000")).await
@@ -29,16 +29,16 @@ async fn collector_restart_loses_nothing() {
 
     // Crash the collector; the agent keeps collecting into its spool.
     collector.proc.kill();
-    let seq_at_crash = agent.last_seq();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while agent.last_seq() < seq_at_crash + 3 {
+    // The seq is persisted just before its report reaches the spool: count spooled reports.
+    while agent.spooled() < 3 {
         assert!(
             std::time::Instant::now() < deadline,
-            "agent stopped collecting while the collector was down"
+            "agent stopped collecting while the collector was down\n{}",
+            agent.proc.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(agent.spooled() >= 3, "reports of the outage must wait in the spool");
 
     let collector = Collector::start(&data, Some(ports), &[]);
     let instance = agent.instance();
@@ -119,7 +119,7 @@ async fn two_live_instances_are_a_cloned_identity() {
     let a = Agent::enroll_and_start(&collector, &tmp.path().join("a"), &[]).await;
     let host = first_reported_host(&collector, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
-    copy_dir(&tmp.path().join("a/tls"), &tmp.path().join("b/tls"));
+    copy_tree(&tmp.path().join("a/tls"), &tmp.path().join("b/tls"));
     let b = Agent::start(&collector.grpc_url(), &tmp.path().join("b"), &[]);
     let event = collector
         .wait_for("a cloned_identity event", Duration::from_secs(30), async |c| {
@@ -136,10 +136,35 @@ async fn two_live_instances_are_a_cloned_identity() {
     assert!(metrics.contains("vigil_cloned_identity_total 1"), "{metrics}");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moves_to_the_next_collector_with_no_gap_and_no_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Two replicas over one store.
+    let mut first = Collector::start(&data, None, &[]);
+    let second = Collector::start(&data, None, &[]);
+    let state = tmp.path().join("agent");
+    let token = first.enrollment_token("acme", "main", 1, "1h").await;
+    assert!(Agent::enroll(&first, &state, &token).status.success());
+    let both = format!("{},{}", first.grpc_url(), second.grpc_url());
+    let mut agent = Agent::start(&both, &state, &[]);
+    let host = first_reported_host(&first, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+
+    first.proc.kill();
+    let after_kill = agent.last_seq();
+    second
+        .wait_for("reports through the second collector", Duration::from_secs(30), async |c| {
+            c.receipt_seqs(&host, &instance).await.contains(&(after_kill + 3)).then_some(())
+        })
+        .await;
+    assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
+    let last = agent.last_seq();
+    let got = receipts(&second, &host, &instance).await;
+    let seqs: BTreeSet<u64> = got.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=last).collect(), "no gap across the failover");
+    assert_eq!(got.len() as u64, last, "no duplicate across the failover");
+    let log = agent.proc.log_text();
+    assert!(log.contains(&format!("connected to collector {}", second.grpc_url())), "{log}");
 }

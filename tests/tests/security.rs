@@ -28,6 +28,7 @@ fn hello(who: &str, claim: &str) -> AgentMessage {
             machine_id: who.into(),
             hostname: who.into(),
             host_id: claim.into(),
+            ..Default::default()
         })),
     }
 }

@@ -3,7 +3,7 @@
 //! [`catalogue_markdown`] renders them as the table of `docs/rules.md`, which a test keeps in
 //! step with the code.
 
-use super::{FaultLevel, FindingKind, hardware, services, storage, system};
+use super::{FaultLevel, FindingKind, agent, hardware, services, storage, system};
 
 /// One GiB, in bytes.
 pub(super) const GIB: u64 = 1 << 30;
@@ -123,15 +123,23 @@ impl ThresholdUnit {
     }
 }
 
-/// Every rule, by area: storage, hardware, system, services.
-pub const RULES: &[RuleDef] =
-    &concat::<RULE_COUNT>([storage::RULES, hardware::RULES, system::RULES, services::RULES]);
+/// Every rule, by area: storage, hardware, system, services, the agent itself.
+pub const RULES: &[RuleDef] = &concat::<RULE_COUNT>([
+    storage::RULES,
+    hardware::RULES,
+    system::RULES,
+    services::RULES,
+    agent::RULES,
+]);
 
-const RULE_COUNT: usize =
-    storage::RULES.len() + hardware::RULES.len() + system::RULES.len() + services::RULES.len();
+const RULE_COUNT: usize = storage::RULES.len()
+    + hardware::RULES.len()
+    + system::RULES.len()
+    + services::RULES.len()
+    + agent::RULES.len();
 
 /// The areas' rule lists as one array (`N` must be their total length).
-const fn concat<const N: usize>(areas: [&[RuleDef]; 4]) -> [RuleDef; N] {
+const fn concat<const N: usize>(areas: [&[RuleDef]; 5]) -> [RuleDef; N] {
     let mut all = [storage::RULES[0]; N];
     let mut next = 0;
     let mut area = 0;

@@ -24,6 +24,7 @@
 //! Everything that came from the agent is data: resources and the agent's strings in summaries
 //! are cut to 200 characters and stripped of control characters ([`text`]).
 
+mod agent;
 mod catalogue;
 mod hardware;
 mod memory;
@@ -361,6 +362,9 @@ pub fn classify(report: &Report, memory: &mut HostMemory, rules: &RuleSet) -> Ve
             Data::Services(data) => services::services(data, memory, &mut findings),
             Data::Uptime(_) | Data::DiskIo(_) => {}
         }
+    }
+    if let Some(status) = &report.spool {
+        agent::spool(status, memory, &mut findings);
     }
     findings.list
 }

@@ -51,8 +51,13 @@ pub const ECC_CORRECTED: usize = 22;
 pub const ECC_UNCORRECTED: usize = 23;
 pub const NET_CARRIER: usize = 24;
 pub const SERVICE_UP: usize = 25;
+pub const SPOOL_DROPPED: usize = 26;
+pub const SPOOL_QUARANTINED: usize = 27;
+pub const SPOOL_IN_MEMORY: usize = 28;
+pub const SPOOL_REPORTS: usize = 29;
+pub const SPOOL_BYTES: usize = 30;
 
-pub const FAMILIES: [Family; 26] = [
+pub const FAMILIES: [Family; 31] = [
     gauge("vigil_host_cpu_usage_ratio", "", "Share of CPU time not idle, 0..1."),
     gauge("vigil_host_cpu_iowait_ratio", "", "Share of CPU time waiting for I/O, 0..1."),
     gauge("vigil_host_load1", "", "One-minute load average."),
@@ -103,6 +108,23 @@ pub const FAMILIES: [Family; 26] = [
     ),
     gauge("vigil_host_network_carrier", "interface", "1 when the NIC has a link (carrier)."),
     gauge("vigil_host_service_up", "service", "1 when the systemd unit is active."),
+    counter(
+        "vigil_host_agent_spool_dropped_reports_total",
+        "",
+        "Reports the agent dropped unsent because its spool was full.",
+    ),
+    counter(
+        "vigil_host_agent_spool_quarantined_total",
+        "",
+        "Spool records the agent quarantined (damaged, or refused by the collector).",
+    ),
+    gauge(
+        "vigil_host_agent_spool_in_memory",
+        "",
+        "1 while the agent cannot write its state directory and holds reports in memory.",
+    ),
+    gauge("vigil_host_agent_spool_reports", "", "Reports waiting in the agent's spool."),
+    gauge("vigil_host_agent_spool_bytes", "", "Bytes the agent's spool takes."),
 ];
 
 /// One sample: family index, the resource label's value (empty for host-wide families), value.
@@ -216,6 +238,13 @@ pub fn curate(report: &Report) -> Vec<Sample> {
             }
             _ => {}
         }
+    }
+    if let Some(spool) = &report.spool {
+        push(SPOOL_DROPPED, "", spool.dropped_total as f64);
+        push(SPOOL_QUARANTINED, "", spool.quarantined_total as f64);
+        push(SPOOL_IN_MEMORY, "", f64::from(u8::from(spool.in_memory)));
+        push(SPOOL_REPORTS, "", spool.spooled_reports as f64);
+        push(SPOOL_BYTES, "", spool.spooled_bytes as f64);
     }
     out.sort_by_key(|s| s.0);
     // Two resources of one family with one name (two chips both calling a sensor "Core 0")

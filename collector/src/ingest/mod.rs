@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod identity;
+pub mod refusal;
 pub mod revocation;
 pub mod validate;
 
@@ -33,6 +34,7 @@ use crate::readings;
 use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 use crate::tls::PeerInfo;
 use commit::CommitQueue;
+use refusal::Refusal;
 use revocation::Revocations;
 use validate::InvalidInput;
 
@@ -108,20 +110,14 @@ impl IngestService {
             status
         };
         let Some(fingerprint) = info.and_then(|i| i.client_cert_sha256.as_deref()) else {
-            return Err(refuse(
-                RejectReason::Unauthenticated,
-                Status::unauthenticated(
-                    "a client certificate is required to report; enrol this agent with \
-                     `vigil-agent enroll`",
-                ),
-            ));
+            return Err(refuse(RejectReason::Unauthenticated, to_status(&Refusal::NoCertificate)));
         };
         let cert = match self.store.certificate(fingerprint).await {
             Ok(Some(cert)) => cert,
             Ok(None) => {
                 return Err(refuse(
                     RejectReason::Unauthenticated,
-                    Status::unauthenticated("client certificate not issued by this collector"),
+                    to_status(&Refusal::UnknownCertificate),
                 ));
             }
             Err(err) => return Err(refuse(RejectReason::StoreUnavailable, to_status(&err))),
@@ -129,7 +125,7 @@ impl IngestService {
         if cert.host_revoked || self.revocations.is_revoked(cert.host_id) {
             return Err(refuse(
                 RejectReason::PermissionDenied,
-                Status::permission_denied(format!("host {} is revoked", cert.host_id)),
+                to_status(&Refusal::Revoked(cert.host_id)),
             ));
         }
         Ok(cert)
@@ -141,11 +137,75 @@ impl IngestService {
         to_status(err)
     }
 
-    /// Like `reject`, for a fault of the report numbered `seq`: the status names it.
-    fn reject_report(&self, err: &InvalidInput, seq: u64, peer: Option<SocketAddr>) -> Status {
+    /// [`Self::reject`] for one report: the status names its seq, so the agent quarantines
+    /// that report and goes on with the next.
+    fn reject_report(&self, err: &InvalidInput, peer: Option<SocketAddr>, seq: u64) -> Status {
         let message = err.to_string();
         ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
         report_status(err, seq)
+    }
+
+    /// The host's timeline learns from the Hello what the agent found: a state directory
+    /// rolled back below what this collector holds, an instance that replaced a compromised
+    /// one, reports dropped or quarantined. Each is recorded once.
+    async fn record_hello_events(&self, host: HostId, hello: &Hello, highest_seq: u64) {
+        let now = self.clock.now_ms();
+        let mut events = Vec::new();
+        // Agents that predate the spool status send no last_seq; they are not judged by it.
+        if hello.spool.is_some() && hello.last_seq < highest_seq {
+            events.push((
+                "state_rolled_back",
+                format!("{}:{}", hello.agent_instance, hello.last_seq),
+                format!(
+                    "agent instance {} came back with seq {} but the collector holds up to {}: \
+                     its state directory was rolled back (restored from a snapshot or a \
+                     backup); it continues after seq {}",
+                    hello.agent_instance, hello.last_seq, highest_seq, highest_seq
+                ),
+            ));
+        }
+        if !hello.previous_instance.is_empty() {
+            events.push((
+                "instance_replaced",
+                hello.previous_instance.clone(),
+                format!(
+                    "agent instance {} replaced instance {}: {}",
+                    hello.agent_instance, hello.previous_instance, hello.previous_instance_reason
+                ),
+            ));
+        }
+        if let Some(spool) = &hello.spool {
+            if spool.dropped_total > 0 {
+                events.push((
+                    "reports_dropped",
+                    spool.dropped_total.to_string(),
+                    format!(
+                        "the agent's spool was full: {} reports dropped unsent in all",
+                        spool.dropped_total
+                    ),
+                ));
+            }
+            if spool.quarantined_total > 0 {
+                events.push((
+                    "spool_quarantined",
+                    spool.quarantined_total.to_string(),
+                    format!(
+                        "{} spool records failed their checks or were refused, and were moved to \
+                         the agent's spool/quarantine/",
+                        spool.quarantined_total
+                    ),
+                ));
+            }
+        }
+        for (kind, key, detail) in events {
+            // The agent's words are data: no control characters, bounded.
+            let detail: String = detail.chars().filter(|c| !c.is_control()).take(1024).collect();
+            match self.store.record_event(host, kind, &key, &detail, now).await {
+                Ok(true) => tracing::warn!(host = %host, kind, "{detail}"),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(host = %host, error = %err, "could not record event"),
+            }
+        }
     }
 }
 
@@ -185,14 +245,14 @@ impl ingest_server::Ingest for IngestService {
         let cert = self.authenticate(info.as_ref()).await?;
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10s")),
+            Err(_) => return Err(to_status(&Refusal::NoHelloInTime(HELLO_TIMEOUT.as_secs()))),
             Ok(Err(status)) => {
                 return Err(match too_large(&status, self.max_report_bytes) {
                     Some(err) => self.reject(&err, peer),
                     None => status,
                 });
             }
-            Ok(Ok(None)) => return Err(Status::cancelled("stream closed before Hello")),
+            Ok(Ok(None)) => return Err(to_status(&Refusal::ClosedBeforeHello)),
             Ok(Ok(Some(message))) => message,
         };
         let hello: Hello = match first.kind {
@@ -203,13 +263,15 @@ impl ingest_server::Ingest for IngestService {
 
         let host = cert.host_id;
         if !hello.host_id.is_empty() && hello.host_id != host.to_string() {
-            let message = format!(
-                "the client certificate is for host {host} but the Hello claims host {}",
-                hello.host_id
-            );
-            ReportRejected { reason: RejectReason::PermissionDenied, peer, message: &message }
-                .emit();
-            return Err(Status::permission_denied(message));
+            let status =
+                to_status(&Refusal::WrongHost { cert: host, claimed: hello.host_id.clone() });
+            ReportRejected {
+                reason: RejectReason::PermissionDenied,
+                peer,
+                message: status.message(),
+            }
+            .emit();
+            return Err(status);
         }
         StreamOpened {
             host,
@@ -220,9 +282,29 @@ impl ingest_server::Ingest for IngestService {
         }
         .emit();
 
+        let highest_seq = match self.store.instances(host).await {
+            Ok(instances) => instances
+                .iter()
+                .find(|i| i.instance == hello.agent_instance)
+                .map_or(0, |i| i.max_seq),
+            Err(err) => {
+                ReportRejected {
+                    reason: RejectReason::StoreUnavailable,
+                    peer,
+                    message: &err.to_string(),
+                }
+                .emit();
+                return Err(to_status(&err));
+            }
+        };
+        self.record_hello_events(host, &hello, highest_seq).await;
+
         let (out, rx) = mpsc::channel(64);
         let welcome = CollectorMessage {
-            kind: Some(collector_message::Kind::Welcome(Welcome { host_id: host.to_string() })),
+            kind: Some(collector_message::Kind::Welcome(Welcome {
+                host_id: host.to_string(),
+                highest_seq,
+            })),
         };
         // The receiver is held right here, so this cannot fail.
         let _ = out.send(Ok(welcome)).await;
@@ -272,7 +354,7 @@ impl IngestService {
                         std::future::pending::<()>().await;
                     }
                 } => {
-                    let status = Status::permission_denied(format!("host {} is revoked", session.host));
+                    let status = to_status(&Refusal::Revoked(session.host));
                     ReportRejected { reason: RejectReason::PermissionDenied, peer, message: status.message() }.emit();
                     let _ = pending.send(Pending::Fail(status)).await;
                     return;
@@ -282,12 +364,12 @@ impl IngestService {
                         std::future::pending::<()>().await;
                     }
                 } => {
-                    let status = Status::unavailable("collector is shutting down; reconnect");
+                    let status = to_status(&Refusal::ShuttingDown);
                     let _ = pending.send(Pending::Fail(status)).await;
                     return;
                 }
                 () = &mut expiry => {
-                    let status = Status::unauthenticated("client certificate expired; reconnect with the renewed one");
+                    let status = to_status(&Refusal::CertificateExpired);
                     let _ = pending.send(Pending::Fail(status)).await;
                     return;
                 }
@@ -307,10 +389,7 @@ impl IngestService {
                             if !report.replayed
                                 && !self.live_rate.allow(&session.host, self.clock.now_ms()) =>
                         {
-                            let status = Status::resource_exhausted(format!(
-                                "host {} sends live reports faster than the limit; slow down",
-                                session.host
-                            ));
+                            let status = to_status(&Refusal::RateLimited(session.host));
                             ReportRejected {
                                 reason: RejectReason::RateLimited,
                                 peer,
@@ -333,7 +412,7 @@ impl IngestService {
                                 committed: self.queue.submit(record).await,
                             }
                         }
-                        Err(err) => Pending::Fail(self.reject_report(&err, report.seq, peer)),
+                        Err(err) => Pending::Fail(self.reject_report(&err, peer, report.seq)),
                     }
                 }
                 Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Goodbye(bye)) })) => {
@@ -353,7 +432,7 @@ impl IngestService {
         }
     }
 
-    fn record(&self, session: &Session, hello: &Hello, report: Report) -> ReportRecord {
+    fn record(&self, session: &Session, hello: &Hello, mut report: Report) -> ReportRecord {
         let received_at_ms = self.clock.now_ms();
         let facts = report.facts.as_ref();
         let hostname = facts
@@ -371,18 +450,22 @@ impl IngestService {
         // Replayed reports count too: only a newer report replaces the held one, and right
         // after a reconnect the replayed ones are the freshest readings there are.
         self.host_metrics.observe(session.host, collected_at_ms, &report);
+        let replayed = std::mem::take(&mut report.replayed);
+        let encoded = report.encode_to_vec();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &encoded);
         ReportRecord {
             host_id: session.host,
             instance: report.agent_instance.clone(),
             seq: report.seq,
             collected_at_ms,
             received_at_ms,
-            replayed: report.replayed,
+            replayed,
             hostname,
             agent_version,
             interval_seconds: session.interval_seconds,
             series: readings::series(&report),
-            encoded: report.encode_to_vec(),
+            encoded,
+            digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
             received: std::time::Instant::now(),
         }
     }
@@ -395,6 +478,11 @@ impl Session {
         while let Some(item) = pending.recv().await {
             let message = match item {
                 Pending::Report { seq, live, committed } => match committed.await {
+                    Ok(Ok(CommitOutcome::Conflict)) => {
+                        let refusal = Refusal::SeqReused { seq, instance: self.instance.clone() };
+                        self.record_seq_reused(seq, &refusal).await;
+                        Err(report_status(&refusal, seq))
+                    }
                     Ok(Ok(outcome)) => {
                         if live && outcome == CommitOutcome::Stored {
                             self.check_identity().await;
@@ -403,6 +491,7 @@ impl Session {
                             kind: Some(collector_message::Kind::Ack(Ack {
                                 agent_instance: self.instance.clone(),
                                 seq,
+                                stale: false,
                             })),
                         })
                     }
@@ -417,7 +506,7 @@ impl Session {
                         ReportRejected { reason, peer: None, message: status.message() }.emit();
                         Err(status)
                     }
-                    Err(_) => Err(Status::unavailable("collector is shutting down")),
+                    Err(_) => Err(to_status(&Refusal::ShuttingDown)),
                 },
                 Pending::Goodbye(reason) => {
                     let reason = match reason {
@@ -447,6 +536,17 @@ impl Session {
         StreamClosed { host: self.host, instance: &self.instance, reason: close_reason }.emit();
         // Its series are exported by the replica holding its next stream.
         self.host_metrics.forget(self.host);
+    }
+
+    async fn record_seq_reused(&self, seq: u64, refusal: &Refusal) {
+        let detail = refusal.to_string();
+        ReportRejected { reason: RejectReason::SeqReused, peer: None, message: &detail }.emit();
+        let key = format!("{}:{seq}", self.instance);
+        let now = self.clock.now_ms();
+        if let Err(err) = self.store.record_event(self.host, "seq_reused", &key, &detail, now).await
+        {
+            tracing::warn!(host = %self.host, error = %err, "could not record event");
+        }
     }
 
     async fn check_identity(&self) {

@@ -88,6 +88,8 @@ pub fn hello(h: &Hello) -> Result<(), InvalidInput> {
         ("hostname", &h.hostname),
         ("agent_version", &h.agent_version),
         ("host_id", &h.host_id),
+        ("previous_instance", &h.previous_instance),
+        ("previous_instance_reason", &h.previous_instance_reason),
     ] {
         if value.len() > MAX_HELLO_FIELD {
             return Err(InvalidInput::HelloFieldTooLong { field, max: MAX_HELLO_FIELD });

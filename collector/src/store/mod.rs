@@ -69,8 +69,12 @@ pub struct ReportRecord {
     pub agent_version: String,
     /// The agent's reporting interval (from its Hello).
     pub interval_seconds: u32,
-    /// The report as encoded protobuf.
+    /// The report as encoded protobuf, with `replayed` cleared (it says how the report
+    /// travelled, not what it is).
     pub encoded: Vec<u8>,
+    /// SHA-256 of `encoded`: kept with the receipt, so a resent seq with other content (a
+    /// reused seq) is told apart from a true duplicate.
+    pub digest: [u8; 32],
     /// Scalar readings for the 5-minute roll-ups: (series name, value).
     pub series: Vec<(String, f64)>,
     /// When the collector received it, on the monotonic clock: the start of the "received →
@@ -82,8 +86,11 @@ pub struct ReportRecord {
 pub enum CommitOutcome {
     /// First time this (host, instance, seq) was seen: stored.
     Stored,
-    /// Already held: acknowledged and ignored.
+    /// Already held with the same content: acknowledged and ignored.
     Duplicate,
+    /// The seq is held with other content: the instance reused a seq (its state directory was
+    /// restored). Not stored and not acknowledged; the agent must start a new instance.
+    Conflict,
 }
 
 /// A stored host with what the list view needs.

@@ -114,8 +114,8 @@ impl SqliteStore {
         let host = r.host_id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO report_receipts \
-             (host_id, instance, seq, collected_at_ms, received_at_ms, replayed) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, instance, seq) DO NOTHING",
+             (host_id, instance, seq, collected_at_ms, received_at_ms, replayed, digest) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, instance, seq) DO NOTHING",
         )
         .bind(&host)
         .bind(&r.instance)
@@ -123,10 +123,26 @@ impl SqliteStore {
         .bind(r.collected_at_ms)
         .bind(r.received_at_ms)
         .bind(r.replayed)
+        .bind(r.digest.as_slice())
         .execute(&mut *tx)
         .await
         .map_err(refused)?
         .rows_affected();
+        if inserted == 0 {
+            let held: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT digest FROM report_receipts WHERE host_id = ? AND instance = ? AND seq = ?",
+            )
+            .bind(&host)
+            .bind(&r.instance)
+            .bind(r.seq as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            // Receipts from before digests were kept compare by seq alone.
+            if held.is_some_and(|held| held != r.digest) {
+                return Ok(CommitOutcome::Conflict);
+            }
+        }
 
         let last_live = (!r.replayed).then_some(r.received_at_ms);
         sqlx::query(

@@ -18,6 +18,7 @@ pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecor
         agent_version: "0.1.0".into(),
         interval_seconds: 10,
         encoded: vec![seq as u8],
+        digest: [seq as u8; 32],
         series: vec![("cpu.usage_ratio".into(), seq as f64 / 10.0)],
         received: std::time::Instant::now(),
     }
@@ -224,6 +225,20 @@ pub async fn a_poisoned_record_fails_alone(store: &dyn Store) {
     // The same seq, healthy this time, is stored as new.
     let again = store.commit_reports(&[record(host, "i1", 2, 2_000)]).await.unwrap();
     assert!(matches!(again[..], [Ok(CommitOutcome::Stored)]), "{again:?}");
+}
+
+pub async fn a_reused_seq_with_other_content_is_a_conflict(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    commit(store, &[record(host, "i1", 1, 1_000)]).await;
+    let mut reused = record(host, "i1", 1, 9_000);
+    reused.digest = [0xee; 32];
+    reused.encoded = vec![0xee];
+    let outcomes = commit(store, &[reused, record(host, "i1", 2, 2_000)]).await;
+    assert_eq!(outcomes, [CommitOutcome::Conflict, CommitOutcome::Stored]);
+    let receipts = store.receipts(host, None, 100).await.unwrap();
+    assert_eq!(receipts.iter().map(|r| r.collected_at_ms).collect::<Vec<_>>(), [1_000, 2_000]);
+    let rollups = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
+    assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2, "the conflict is not counted");
 }
 
 pub async fn new_instance_is_stored_beside_old(store: &dyn Store) {
@@ -802,6 +817,7 @@ macro_rules! store_test_suite {
             case!(api_tokens_and_audit);
             case!(duplicates_are_acknowledged_and_ignored);
             case!(a_poisoned_record_fails_alone);
+            case!(a_reused_seq_with_other_content_is_a_conflict);
             case!(new_instance_is_stored_beside_old);
             case!(latest_report_is_newest_collected);
             case!(rollups_keep_min_avg_max_per_bucket);

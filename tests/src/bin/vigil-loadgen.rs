@@ -150,6 +150,7 @@ fn report(instance: &str, seq: u64, agent: usize) -> Report {
             probe("network", probe_result::Data::Network(NetworkData { interfaces })),
         ],
         replayed: false,
+        spool: None,
     }
 }
 
@@ -176,6 +177,7 @@ async fn agent(
         machine_id: format!("loadgen-{index}-{}", std::process::id()),
         hostname,
         host_id: identity.host_id.clone(),
+        ..Default::default()
     };
     tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello)) })
         .await
