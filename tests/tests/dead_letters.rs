@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{Value, json};
 use vigil_e2e::mdstat::{self, DEGRADED};
 use vigil_e2e::webhook::Webhook;
 use vigil_e2e::{Agent, Collector};
@@ -115,6 +116,23 @@ async fn a_receiver_down_past_max_attempts_gets_its_dead_letters_exactly_once_wh
         assert!(listed.contains(event) && listed.contains(&id.to_string()), "{listed}");
     }
 
+    // Dead letters are fleet-wide: a viewer reads them but drops nothing, and a token limited
+    // to one customer does not see them.
+    let token = async |name: &str, role: &str, customer: Option<&str>| {
+        let body = json!({ "name": name, "role": role, "customer": customer });
+        let (status, body) = c.post("/api/v1/api-tokens", body).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    };
+    let viewer = token("noc-viewer", "viewer", None).await;
+    let acme = token("acme-operator", "operator", Some("acme")).await;
+    let list = "/api/v1/notifications/dead-letters";
+    let drop_first = format!("/api/v1/notifications/{}", dead["gone"][0].0);
+    assert_eq!(c.request_as(&viewer, Method::GET, list, None).await.0, 200);
+    assert_eq!(c.request_as(&viewer, Method::DELETE, &drop_first, None).await.0, 403);
+    assert_eq!(c.request_as(&acme, Method::GET, list, None).await.0, 403);
+    assert_eq!(c.request_as(&acme, Method::DELETE, &drop_first, None).await.0, 403);
+
     // An operator drops the other receiver's dead letters: audit-logged, never sent again.
     for (id, event) in &dead["gone"] {
         let dropped = c.vigilctl(&["notifications", "drop", &id.to_string()]);
@@ -127,7 +145,7 @@ async fn a_receiver_down_past_max_attempts_gets_its_dead_letters_exactly_once_wh
         let (status, body) = c
             .request_as(
                 &c.admin_token,
-                reqwest::Method::DELETE,
+                Method::DELETE,
                 &format!("/api/v1/notifications/{id}"),
                 None,
             )
