@@ -151,9 +151,14 @@ pub struct NotifyConfig {
     /// collector goes quiet.
     #[serde(with = "duration")]
     pub alertmanager_repeat: Duration,
-    /// A delivery that failed this many times in a row is given up and marked failed (it stays
-    /// visible on the incident); retries back off from 1 s to 5 min.
+    /// A delivery that failed this many times in a row is dead-lettered (retries back off from
+    /// 1 s to 5 min until then); so is one the receiver refuses (a 4xx other than 408 and 429).
+    /// A dead letter is never given up: it is retried every `dead_letter_retry` until the
+    /// receiver takes it, or until an operator drops it (`DELETE /api/v1/notifications/{id}`).
     pub max_attempts: u32,
+    /// How often a dead-lettered delivery is tried again.
+    #[serde(with = "duration")]
+    pub dead_letter_retry: Duration,
     /// Receivers by name (`[notify.receivers.ops]`): `alertmanager = "http://am:9093"`, or
     /// `webhook = "https://…"` with `secret_file` (the HMAC-SHA256 signing secret).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -166,6 +171,7 @@ impl Default for NotifyConfig {
             default_receivers: Vec::new(),
             alertmanager_repeat: Duration::from_secs(60),
             max_attempts: 30,
+            dead_letter_retry: Duration::from_secs(600),
             receivers: BTreeMap::new(),
         }
     }
@@ -503,6 +509,9 @@ impl CollectorConfig {
         }
         if self.notify.max_attempts == 0 {
             return Err(FieldError::new("notify.max_attempts", "must be at least 1"));
+        }
+        if self.notify.dead_letter_retry < Duration::from_secs(1) {
+            return Err(FieldError::new("notify.dead_letter_retry", "must be at least 1s"));
         }
         for name in &self.notify.default_receivers {
             if !self.notify.receivers.contains_key(name) {

@@ -124,4 +124,24 @@ mod tests {
             assert_eq!(http.as_u16(), expected_http, "{code:?}");
         }
     }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("probes[0] (cpu).usage_ratio is NaN")]
+    struct Refused;
+
+    impl HasErrorCode for Refused {
+        fn code(&self) -> ErrorCode {
+            ErrorCode::InvalidArgument
+        }
+    }
+
+    #[test]
+    fn a_report_status_names_its_seq_in_the_trailer() {
+        let status = report_status(&Refused, 42);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "probes[0] (cpu).usage_ratio is NaN");
+        let seq = status.metadata().get(SEQ_TRAILER).and_then(|v| v.to_str().ok());
+        assert_eq!(seq, Some("42"));
+        assert!(to_status(&Refused).metadata().get(SEQ_TRAILER).is_none());
+    }
 }

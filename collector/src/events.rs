@@ -71,6 +71,9 @@ impl ReportRejected<'_> {
 pub struct BatchCommitted {
     pub stored: u64,
     pub duplicates: u64,
+    /// Reports neither stored nor duplicates: refused by the store, each alone, or a reused seq
+    /// (ingest counts each under its rejection reason, `malformed` or `seq_reused`).
+    pub rejected: u64,
     pub seconds: f64,
 }
 
@@ -79,17 +82,21 @@ impl BatchCommitted {
         tracing::debug!(
             stored = self.stored,
             duplicates = self.duplicates,
+            rejected = self.rejected,
             seconds = self.seconds,
             "batch committed"
         );
         metrics::counter!(m::REPORTS_TOTAL, "outcome" => "stored").increment(self.stored);
         metrics::counter!(m::REPORTS_TOTAL, "outcome" => "duplicate").increment(self.duplicates);
         metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(self.seconds);
-        metrics::histogram!(m::COMMIT_BATCH_REPORTS).record((self.stored + self.duplicates) as f64);
+        metrics::histogram!(m::COMMIT_BATCH_REPORTS)
+            .record((self.stored + self.duplicates + self.rejected) as f64);
     }
 }
 
-/// One delivery attempt of a notification, and what it came to.
+/// One delivery attempt of a notification, and what it came to. A delivery entering the dead
+/// letter state is logged as an error naming the receiver (the host-less counterpart of a
+/// finding); its attempts count as `outcome="failed"`.
 #[derive(Debug)]
 pub struct NotificationDelivered<'a> {
     pub delivery: &'a crate::store::DeliveryRow,
@@ -109,8 +116,12 @@ impl NotificationDelivered<'_> {
                 tracing::warn!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification not delivered; will retry");
                 "retry"
             }
-            DeliveryOutcome::Failed { error } => {
-                tracing::error!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification given up");
+            DeliveryOutcome::DeadLetter { error, .. } if d.state != "dead_letter" => {
+                tracing::error!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
+                "failed"
+            }
+            DeliveryOutcome::DeadLetter { error, .. } => {
+                tracing::warn!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "dead-lettered notification still not delivered");
                 "failed"
             }
         };
@@ -130,6 +141,29 @@ impl BatchEvaluated<'_> {
         for record in self.records {
             histogram.record(record.received.elapsed().as_secs_f64());
         }
+    }
+}
+
+/// Evaluating one stored report failed (the store refused its outcome, or a rule panicked on
+/// it): that report is skipped, it stays stored, and the next report of its host is evaluated
+/// as usual.
+#[derive(Debug)]
+pub struct EvaluationFailed<'a> {
+    pub record: &'a crate::store::ReportRecord,
+    pub error: &'a str,
+}
+
+impl EvaluationFailed<'_> {
+    pub fn emit(&self) {
+        let r = self.record;
+        tracing::error!(
+            host = %r.host_id,
+            instance = %r.instance,
+            seq = r.seq,
+            error = self.error,
+            "evaluating a report failed; it is skipped and the next one is evaluated"
+        );
+        metrics::counter!(m::INCIDENT_EVALUATION_ERRORS_TOTAL).increment(1);
     }
 }
 
@@ -258,11 +292,18 @@ impl ClonedIdentity<'_> {
 pub struct RetentionSwept {
     pub receipts: u64,
     pub rollups: u64,
+    /// Transactions the deletions took (each at most `tasks::PRUNE_BATCH_ROWS` rows).
+    pub batches: u64,
 }
 
 impl RetentionSwept {
     pub fn emit(&self) {
-        tracing::info!(receipts = self.receipts, rollups = self.rollups, "retention sweep done");
+        tracing::info!(
+            receipts = self.receipts,
+            rollups = self.rollups,
+            batches = self.batches,
+            "retention sweep done"
+        );
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "report_receipts")
             .increment(self.receipts);
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "rollups_5m")

@@ -22,6 +22,7 @@ pub const HOST_SERIES_DROPPED_TOTAL: &str = "vigil_host_series_dropped_total";
 pub const RUNNER_LEASE_HELD: &str = "vigil_runner_lease_held";
 pub const NOTIFICATIONS_TOTAL: &str = "vigil_notification_attempts_total";
 pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_seconds";
+pub const INCIDENT_EVALUATION_ERRORS_TOTAL: &str = "vigil_incident_evaluation_errors_total";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -49,6 +50,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!(NOTIFICATIONS_TOTAL, "outcome" => outcome).absolute(0);
     }
     metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
+    metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
@@ -86,6 +88,11 @@ fn describe() {
         Unit::Seconds,
         "From receiving a report to committing what it means for incidents (classified, \
          conditions tracked, incidents opened or resolved)."
+    );
+    describe_counter!(
+        INCIDENT_EVALUATION_ERRORS_TOTAL,
+        "Stored reports whose incident evaluation failed and was skipped (the next report of \
+         the host is evaluated as usual)."
     );
     describe_counter!(
         HOST_SERIES_DROPPED_TOTAL,

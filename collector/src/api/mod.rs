@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod https;
 pub mod incidents;
 pub mod maintenance;
+pub mod notifications;
 pub mod sla;
 
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/maintenance", get(maintenance::list).post(maintenance::create))
         .route("/api/v1/maintenance/{id}", delete(maintenance::remove))
+        .route("/api/v1/notifications/dead-letters", get(notifications::dead_letters))
+        .route("/api/v1/notifications/{id}", delete(notifications::remove))
         .route(
             "/api/v1/test-clock",
             get(maintenance::test_clock).post(maintenance::move_test_clock),
@@ -175,9 +178,14 @@ async fn metrics(
     // never held at once.
     let mut head = handle.render();
     if holder {
-        let fleet =
-            crate::exporter::render_fleet(state.store.as_ref(), now, state.min_silence, &mut head)
-                .await;
+        let fleet = crate::exporter::render_fleet(
+            state.store.as_ref(),
+            now,
+            state.min_silence,
+            &state.receivers,
+            &mut head,
+        )
+        .await;
         if let Err(err) = fleet {
             return ApiError::from(err).into_response();
         }

@@ -106,8 +106,22 @@ enum Command {
         #[command(subcommand)]
         action: Option<MaintenanceAction>,
     },
+    /// Notifications that did not reach their receiver: list the dead letters, or drop one.
+    Notifications {
+        #[command(subcommand)]
+        action: NotificationsAction,
+    },
     /// Show which token this is.
     Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+enum NotificationsAction {
+    /// Deliveries whose attempts are used up or that the receiver refused; each is still
+    /// retried every notify.dead_letter_retry until delivered.
+    DeadLetters,
+    /// Give a dead letter up for good: it is never sent (needs the operator role).
+    Drop { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -582,6 +596,31 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
         Command::Maintenance { action: Some(MaintenanceAction::Rm { id }) } => {
             let v = client.delete(&format!("/api/v1/maintenance/{}", urlencode(id))).await?;
             out(v, &|_| format!("maintenance window {id} deleted\n"))
+        }
+        Command::Notifications { action: NotificationsAction::DeadLetters } => {
+            out(client.get("/api/v1/notifications/dead-letters").await?, &|v| {
+                let rows = each(&v["dead_letters"], |d| {
+                    vec![
+                        s(&d["id"]),
+                        s(&d["receiver"]),
+                        s(&d["event_id"]),
+                        s(&d["attempts"]),
+                        ms(&d["next_attempt_at_ms"]),
+                        s(&d["last_error"]),
+                    ]
+                });
+                table(&["ID", "RECEIVER", "EVENT", "ATTEMPTS", "NEXT TRY", "LAST ERROR"], rows)
+            })
+        }
+        Command::Notifications { action: NotificationsAction::Drop { id } } => {
+            let v = client.delete(&format!("/api/v1/notifications/{id}")).await?;
+            out(v, &|v| {
+                format!(
+                    "delivery {id} of {} to {} dropped; it will not be sent\n",
+                    s(&v["dropped"]["event_id"]),
+                    s(&v["dropped"]["receiver"])
+                )
+            })
         }
         Command::Whoami => out(client.get("/api/v1/whoami").await?, &|v| {
             format!(

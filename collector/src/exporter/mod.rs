@@ -13,7 +13,7 @@
 
 pub mod curate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -230,6 +230,7 @@ pub async fn render_fleet(
     store: &dyn Store,
     now: UnixMs,
     min_silence: Duration,
+    receivers: &[String],
     out: &mut String,
 ) -> StoreResult<()> {
     let hosts = store.list_hosts().await?;
@@ -357,6 +358,26 @@ pub async fn render_fleet(
     );
     let _ = writeln!(out, "vigil_notification_backlog{{queue=\"outbox\"}} {outbox}");
     let _ = writeln!(out, "vigil_notification_backlog{{queue=\"deliveries\"}} {deliveries}");
+    // Every configured receiver, at 0 when it has none, and any other that still has some.
+    let mut dead: BTreeMap<&str, u64> = receivers.iter().map(|r| (r.as_str(), 0)).collect();
+    let counts = store.dead_letter_counts().await?;
+    for c in &counts {
+        dead.insert(c.receiver.as_str(), c.count);
+    }
+    header(
+        out,
+        "vigil_notification_dead_letters",
+        "gauge",
+        "Deliveries dead-lettered (notify.max_attempts used up or refused by the receiver; \
+         retried every notify.dead_letter_retry until delivered or dropped), by receiver.",
+    );
+    for (receiver, n) in dead {
+        let _ = writeln!(
+            out,
+            "vigil_notification_dead_letters{{receiver=\"{}\"}} {n}",
+            escape(receiver)
+        );
+    }
     Ok(())
 }
 

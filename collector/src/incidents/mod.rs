@@ -8,7 +8,10 @@
 //!
 //! A crash between committing a report and evaluating it loses that one evaluation: hysteresis
 //! counts one report fewer, and counters are compared with the last evaluated report, so an
-//! event is never lost, only found one report later.
+//! event is never lost, only found one report later. An error evaluating a batch (the store
+//! refusing its outcome, a rule panicking on one report) costs the same and no more: the batch
+//! is evaluated again one report at a time, so the error skips only the report that caused it
+//! ([`EvaluationFailed`](crate::events::EvaluationFailed)), and the next ones go on.
 
 pub mod conditions;
 pub mod silence;
@@ -23,12 +26,11 @@ use vigil_proto::v1::Report;
 use crate::classify::{self, FaultLevel, Finding, FindingKind, HostMemory, RuleSet};
 use crate::clock::{SharedClock, UnixMs};
 use crate::config::IncidentsConfig;
-use crate::events::{BatchEvaluated, IncidentChanged};
+use crate::events::{BatchEvaluated, EvaluationFailed, IncidentChanged};
 use crate::ids::HostId;
 use crate::maintenance::{Maintenance, Scope};
 use crate::store::{
     Fingerprint, HostEvalState, HostEvaluation, IncidentChange, IncidentOp, ReportRecord, Store,
-    StoreResult,
 };
 use conditions::{BASELINE_RULE, Conditions, Decision, Tracking};
 
@@ -69,6 +71,9 @@ impl Policy {
     }
 }
 
+/// The classifier the evaluator runs: [`classify::classify`], or a stand-in in tests.
+pub type Classifier = fn(&Report, &mut HostMemory, &RuleSet) -> Vec<Finding>;
+
 /// Classifies committed reports and applies what follows.
 #[derive(Debug, Clone)]
 pub struct Evaluator {
@@ -76,6 +81,16 @@ pub struct Evaluator {
     clock: SharedClock,
     policy: Policy,
     maintenance: Maintenance,
+    classifier: Classifier,
+}
+
+/// Why evaluating some reports failed: nothing of them was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluationError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("classification panicked: {0}")]
+    Panicked(String),
 }
 
 /// Where the committer hands stored reports to the evaluator.
@@ -102,7 +117,13 @@ impl Evaluator {
         policy: Policy,
         maintenance: Maintenance,
     ) -> Self {
-        Self { store, clock, policy, maintenance }
+        Self { store, clock, policy, maintenance, classifier: classify::classify }
+    }
+
+    /// The same evaluator running `classifier` instead of the built-in rules.
+    pub fn with_classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = classifier;
+        self
     }
 
     /// Starts the evaluator task; batches are evaluated one after the other, in order.
@@ -110,17 +131,40 @@ impl Evaluator {
         let (tx, mut rx) = mpsc::channel::<Vec<ReportRecord>>(64);
         tokio::spawn(async move {
             while let Some(records) = rx.recv().await {
-                if let Err(err) = self.evaluate(&records).await {
-                    tracing::error!(error = %err, reports = records.len(), "evaluating reports failed; they stay stored and the next report is evaluated again");
-                }
+                self.evaluate(&records).await;
             }
         });
         EvaluationQueue { tx }
     }
 
     /// Evaluates stored reports (in order per host) and applies the outcome in one
-    /// transaction.
-    pub async fn evaluate(&self, records: &[ReportRecord]) -> StoreResult<Vec<IncidentChange>> {
+    /// transaction. When that fails, evaluates them again one by one, each applied alone, so
+    /// an error skips only the report that caused it; returns every change applied.
+    pub async fn evaluate(&self, records: &[ReportRecord]) -> Vec<IncidentChange> {
+        let err = match self.evaluate_together(records).await {
+            Ok(changes) => return changes,
+            Err(err) => err,
+        };
+        if let [record] = records {
+            EvaluationFailed { record, error: &err.to_string() }.emit();
+            return Vec::new();
+        }
+        tracing::warn!(error = %err, reports = records.len(), "evaluating a batch failed; evaluating its reports one by one");
+        let mut changes = Vec::new();
+        for record in records {
+            match self.evaluate_together(std::slice::from_ref(record)).await {
+                Ok(applied) => changes.extend(applied),
+                Err(err) => EvaluationFailed { record, error: &err.to_string() }.emit(),
+            }
+        }
+        changes
+    }
+
+    /// Evaluates `records` and applies the outcome in one transaction: all of it, or nothing.
+    async fn evaluate_together(
+        &self,
+        records: &[ReportRecord],
+    ) -> Result<Vec<IncidentChange>, EvaluationError> {
         let mut hosts: Vec<HostId> = records.iter().map(|r| r.host_id).collect();
         hosts.sort_unstable();
         hosts.dedup();
@@ -129,7 +173,12 @@ impl Evaluator {
         let mut batch = Vec::with_capacity(states.len());
         for state in states {
             let reports = records.iter().filter(|r| r.host_id == state.host_id);
-            batch.push(self.evaluate_host(&state, reports, now));
+            // A rule that panics on one report must not stop the evaluator for everyone.
+            let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.evaluate_host(&state, reports, now)
+            }))
+            .map_err(|panic| EvaluationError::Panicked(panic_message(panic.as_ref())))?;
+            batch.push(evaluated);
         }
         let changes =
             self.store.apply_evaluations(&batch, self.policy.reopen_within_ms, now).await?;
@@ -164,7 +213,7 @@ impl Evaluator {
                     continue;
                 }
             };
-            let findings = classify::classify(&report, &mut memory, rules);
+            let findings = (self.classifier)(&report, &mut memory, rules);
             let ctx = HostContext { state, scope, now, record };
             // A new host's first report sets its baseline even when it was sent as replayed
             // (collected a moment before the first stream opened); after that, replayed means
@@ -357,6 +406,15 @@ impl HostContext<'_> {
     }
 }
 
+/// What a caught panic said, when it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// Stored JSON state, or a fresh one when there is none. State that no longer parses (an
 /// older shape) starts fresh, logged, rather than stopping classification of the host.
 fn parse_or_default<T: Default + serde::de::DeserializeOwned>(
@@ -370,5 +428,80 @@ fn parse_or_default<T: Default + serde::de::DeserializeOwned>(
             tracing::warn!(host = %host, error = %err, "stored classification state unreadable; starting fresh");
             T::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::tests::{commit, enrolled, record};
+
+    /// One event per report, named after its seq; the report numbered 2 makes it panic, as a
+    /// rule with a bug would.
+    fn panics_on_seq_2(report: &Report, _: &mut HostMemory, _: &RuleSet) -> Vec<Finding> {
+        assert_ne!(report.seq, 2, "a rule bug triggered by report 2");
+        vec![Finding {
+            rule: "test.event".into(),
+            resource: format!("seq{}", report.seq),
+            level: FaultLevel::L3,
+            summary: format!("event of report {}", report.seq),
+            kind: FindingKind::Event,
+            groups: Vec::new(),
+        }]
+    }
+
+    fn stored(host: HostId, seq: u64) -> ReportRecord {
+        let mut r = record(host, "i1", seq, seq as i64 * 10_000);
+        let report = Report { agent_instance: "i1".into(), seq, ..Default::default() };
+        r.encoded = report.encode_to_vec();
+        r
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_error_skips_only_the_report_that_caused_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let (a, b) = (enrolled(store.as_ref(), "a").await, enrolled(store.as_ref(), "b").await);
+        // Host a's reports 1..=4 and host b's report 1, committed and evaluated as one batch.
+        let batch: Vec<ReportRecord> =
+            (1..=4).map(|seq| stored(a, seq)).chain([stored(b, 1)]).collect();
+        commit(store.as_ref(), &batch).await;
+        let clock: SharedClock = Arc::new(ManualClock::new(100_000));
+        let policy = Policy::new(CustomerRules::default(), &IncidentsConfig::default());
+        let evaluator = Evaluator::new(store.clone(), clock, policy, Maintenance::default())
+            .with_classifier(panics_on_seq_2);
+
+        let changes = evaluator.evaluate(&batch).await;
+
+        // Each host's first report opens its baseline review; after the panic on a's report
+        // 2, its reports 3 and 4 are evaluated as usual, and host b is unharmed.
+        let opened: Vec<(&str, &str)> = changes
+            .iter()
+            .filter(|c| c.change == "opened")
+            .map(|c| (c.rule.as_str(), c.resource.as_str()))
+            .collect();
+        assert_eq!(
+            opened,
+            [
+                (BASELINE_RULE, "host"),
+                ("test.event", "seq3"),
+                ("test.event", "seq4"),
+                (BASELINE_RULE, "host")
+            ],
+            "{changes:?}"
+        );
+        let events = store.events(a, 100).await.unwrap();
+        assert!(events.iter().all(|e| !e.detail.contains("report 2")), "{events:?}");
+        assert!(events.iter().any(|e| e.detail.contains("report 4")), "{events:?}");
+
+        // The classifier memory moved on past the skipped report: report 5 evaluates alone.
+        commit(store.as_ref(), &[stored(a, 5)]).await;
+        let changes = evaluator.evaluate(&[stored(a, 5)]).await;
+        assert!(changes.iter().any(|c| c.resource == "seq5"), "{changes:?}");
+        // A failing report alone is skipped too, and changes nothing.
+        commit(store.as_ref(), &[stored(b, 2)]).await;
+        assert!(evaluator.evaluate(&[stored(b, 2)]).await.is_empty());
     }
 }

@@ -1,8 +1,10 @@
 //! Group commit: reports from every stream queue here and are committed together, one
 //! transaction per batch, so `synchronous=FULL` durability costs one fsync per batch instead of
 //! one per report. Each submitter learns its own outcome only after the batch is durable; that
-//! is the moment the stream may acknowledge. Newly stored reports then go on to the incident
-//! stage.
+//! is the moment the stream may acknowledge. A report the store refuses fails alone (its
+//! submitter gets `StoreError::Rejected`, the others in the batch are committed); a store that
+//! fails as a whole fails every submitter of the batch with `Unavailable`, nothing
+//! acknowledged. Newly stored reports then go on to the incident stage.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,11 +73,15 @@ async fn run(
         let result = store.commit_reports(&records).await;
         match result {
             Ok(outcomes) => {
-                let stored =
-                    outcomes.iter().filter(|o| **o == CommitOutcome::Stored).count() as u64;
+                let count = |want: CommitOutcome| {
+                    outcomes.iter().filter(|o| matches!(o, Ok(o) if *o == want)).count() as u64
+                };
+                let (stored, duplicates) =
+                    (count(CommitOutcome::Stored), count(CommitOutcome::Duplicate));
                 BatchCommitted {
                     stored,
-                    duplicates: outcomes.len() as u64 - stored,
+                    duplicates,
+                    rejected: outcomes.len() as u64 - stored - duplicates,
                     seconds: started.elapsed().as_secs_f64(),
                 }
                 .emit();
@@ -83,8 +89,9 @@ async fn run(
                 for ((reply, outcome), record) in
                     replies.drain(..).zip(outcomes).zip(records.drain(..))
                 {
-                    let _ = reply.send(Ok(outcome));
-                    if outcome == CommitOutcome::Stored {
+                    let is_new = matches!(outcome, Ok(CommitOutcome::Stored));
+                    let _ = reply.send(outcome);
+                    if is_new {
                         fresh.push(record);
                     }
                 }

@@ -34,6 +34,7 @@ mod tests {
             last_seen_ms: live.unwrap_or(first),
             last_live_ms: live,
             max_seq: 1,
+            pruned_through_seq: 0,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::events::{ClonedIdentity, RejectReason, ReportRejected, StreamClosed, 
 use crate::ids::HostId;
 use crate::ratelimit::RateLimiter;
 use crate::readings;
-use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreResult};
+use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 use crate::tls::PeerInfo;
 use commit::CommitQueue;
 use refusal::Refusal;
@@ -496,13 +496,14 @@ impl Session {
                         })
                     }
                     Ok(Err(err)) => {
-                        let status = to_status(&err);
-                        ReportRejected {
-                            reason: RejectReason::StoreUnavailable,
-                            peer: None,
-                            message: status.message(),
-                        }
-                        .emit();
+                        // Refused alone (the agent quarantines it), or the store is down.
+                        let (status, reason) = match &err {
+                            StoreError::Rejected(_) => {
+                                (report_status(&err, seq), RejectReason::Malformed)
+                            }
+                            _ => (to_status(&err), RejectReason::StoreUnavailable),
+                        };
+                        ReportRejected { reason, peer: None, message: status.message() }.emit();
                         Err(status)
                     }
                     Err(_) => Err(to_status(&Refusal::ShuttingDown)),

@@ -1,8 +1,10 @@
 //! Validation of what an agent sends, before anything is stored: a report must name its
 //! instance and sequence number and stay within the limits (size, probes per report, readings
 //! per probe, string lengths), so a hostile or broken agent cannot make the collector store or
-//! show something absurd. Each failure says exactly what is wrong and maps to gRPC
-//! `InvalidArgument`.
+//! show something absurd. Every number in a report must be one the store can hold and the
+//! stages after it can compute with: no NaN or infinity anywhere, no seq beyond what the store
+//! keeps as a signed 64-bit integer, no ratio far outside 0..1. Each failure says exactly what
+//! is wrong, names the field path, and maps to gRPC `InvalidArgument`.
 
 use vigil_proto::v1::probe_result::Data;
 use vigil_proto::v1::{Hello, Report};
@@ -38,6 +40,10 @@ pub enum InvalidInput {
     TooManyReadings { seq: u64, probe: String, count: usize, max: usize },
     #[error("report seq {seq}: {field} is {len} bytes, over the limit of {max}")]
     StringTooLong { seq: u64, field: String, len: usize, max: usize },
+    #[error("report seq {seq}: {field} is {value}")]
+    NotFinite { seq: u64, field: String, value: &'static str },
+    #[error("report seq {seq}: {field} is {value}, outside {range}")]
+    OutOfRange { seq: u64, field: String, value: String, range: &'static str },
 }
 
 /// The shape limits of one report (sizes are in `IngestConfig`).
@@ -104,6 +110,14 @@ pub fn report(
     if r.seq == 0 {
         return Err(InvalidInput::MissingSeq);
     }
+    if i64::try_from(r.seq).is_err() {
+        return Err(InvalidInput::OutOfRange {
+            seq: r.seq,
+            field: "seq".into(),
+            value: r.seq.to_string(),
+            range: "1..=9223372036854775807 (what the store holds)",
+        });
+    }
     if r.agent_instance != stream_instance {
         return Err(InvalidInput::InstanceMismatch {
             seq: r.seq,
@@ -115,7 +129,8 @@ pub fn report(
     if size > limit {
         return Err(InvalidInput::TooLarge { seq: r.seq, size, limit });
     }
-    shape(r, limits)
+    shape(r, limits)?;
+    numbers(r)
 }
 
 /// Counts and string lengths. The match over probe data is exhaustive on purpose: a new probe
@@ -291,6 +306,358 @@ fn shape(r: &Report, limits: &ReportLimits) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// How far over 1 a ratio documented as 0..1 may run before it is refused: rounding between
+/// two samples can push a fully busy CPU or disk a little over 1, nothing real goes further.
+const RATIO_MAX: f64 = 1.1;
+
+/// Where a number sits in a report, for the error message: `probes[2] (cpu)` plus the field.
+struct Fields {
+    seq: u64,
+    probe: usize,
+    kind: &'static str,
+}
+
+impl Fields {
+    fn path(&self, field: &dyn Fn() -> String) -> String {
+        format!("probes[{}] ({}).{}", self.probe, self.kind, field())
+    }
+
+    fn finite(&self, field: &dyn Fn() -> String, value: f64) -> Result<(), InvalidInput> {
+        if value.is_finite() {
+            return Ok(());
+        }
+        let value = if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "+inf"
+        } else {
+            "-inf"
+        };
+        Err(InvalidInput::NotFinite { seq: self.seq, field: self.path(field), value })
+    }
+
+    fn optional(&self, field: &dyn Fn() -> String, value: Option<f64>) -> Result<(), InvalidInput> {
+        value.map_or(Ok(()), |v| self.finite(field, v))
+    }
+
+    /// A finite share documented as 0..1, within [`RATIO_MAX`].
+    fn ratio(&self, field: &dyn Fn() -> String, value: f64) -> Result<(), InvalidInput> {
+        self.finite(field, value)?;
+        if (0.0..=RATIO_MAX).contains(&value) {
+            return Ok(());
+        }
+        Err(InvalidInput::OutOfRange {
+            seq: self.seq,
+            field: self.path(field),
+            value: value.to_string(),
+            range: "0..1 (a ratio; at most 1.1 for rounding)",
+        })
+    }
+
+    fn optional_ratio(
+        &self,
+        field: &dyn Fn() -> String,
+        value: Option<f64>,
+    ) -> Result<(), InvalidInput> {
+        value.map_or(Ok(()), |v| self.ratio(field, v))
+    }
+}
+
+fn name(field: &'static str) -> impl Fn() -> String {
+    move || field.to_owned()
+}
+
+fn indexed(list: &'static str, i: usize, field: &'static str) -> impl Fn() -> String {
+    move || format!("{list}[{i}].{field}")
+}
+
+/// The numbers of a report: every floating-point field finite, ratios within 0..1 (with
+/// rounding slack), and the integers the store keeps as signed 64-bit within their range.
+/// Each message that holds a floating-point field is destructured without `..` on purpose: a
+/// field added to it does not compile until it is placed here. The probe types with no
+/// floating-point field today (filesystem, network, uptime, ECC) are listed as such; a float
+/// added to one of them must be checked here too.
+fn numbers(r: &Report) -> Result<(), InvalidInput> {
+    let seq = r.seq;
+    if r.collected_at_unix_ms < 0 {
+        return Err(InvalidInput::OutOfRange {
+            seq,
+            field: "collected_at_unix_ms".into(),
+            value: r.collected_at_unix_ms.to_string(),
+            range: "0.. (Unix milliseconds; 0 for unset)",
+        });
+    }
+    for (probe, p) in r.probes.iter().enumerate() {
+        let Some(data) = &p.data else { continue };
+        let f = Fields { seq, probe, kind: kind(data) };
+        match data {
+            Data::Cpu(d) => {
+                let vigil_proto::v1::CpuData {
+                    usage_ratio,
+                    iowait_ratio,
+                    steal_ratio,
+                    load1,
+                    load5,
+                    load15,
+                    logical_cpus: _,
+                    pressure_some_avg60,
+                    procs_running: _,
+                    procs_blocked: _,
+                } = d;
+                f.ratio(&name("usage_ratio"), *usage_ratio)?;
+                f.ratio(&name("iowait_ratio"), *iowait_ratio)?;
+                f.ratio(&name("steal_ratio"), *steal_ratio)?;
+                f.finite(&name("load1"), *load1)?;
+                f.finite(&name("load5"), *load5)?;
+                f.finite(&name("load15"), *load15)?;
+                f.optional(&name("pressure_some_avg60"), *pressure_some_avg60)?;
+            }
+            Data::Memory(d) => {
+                let vigil_proto::v1::MemoryData {
+                    total_bytes: _,
+                    available_bytes: _,
+                    free_bytes: _,
+                    buffers_bytes: _,
+                    cached_bytes: _,
+                    swap_total_bytes: _,
+                    swap_free_bytes: _,
+                    pressure_some_avg60,
+                    pressure_full_avg60,
+                    oom_kills: _,
+                } = d;
+                f.optional(&name("pressure_some_avg60"), *pressure_some_avg60)?;
+                f.optional(&name("pressure_full_avg60"), *pressure_full_avg60)?;
+            }
+            // Integers, strings and flags only.
+            Data::Filesystem(_) | Data::Network(_) | Data::Uptime(_) | Data::Ecc(_) => {}
+            Data::Sensors(d) => {
+                for (i, t) in d.temperatures.iter().enumerate() {
+                    let vigil_proto::v1::TemperatureSensor {
+                        name: _,
+                        source: _,
+                        celsius,
+                        high_celsius,
+                        critical_celsius,
+                        alarm: _,
+                        trips,
+                    } = t;
+                    f.finite(&indexed("temperatures", i, "celsius"), *celsius)?;
+                    f.optional(&indexed("temperatures", i, "high_celsius"), *high_celsius)?;
+                    f.optional(&indexed("temperatures", i, "critical_celsius"), *critical_celsius)?;
+                    for (j, trip) in trips.iter().enumerate() {
+                        let vigil_proto::v1::ThermalTrip { kind: _, celsius } = trip;
+                        f.finite(&|| format!("temperatures[{i}].trips[{j}].celsius"), *celsius)?;
+                    }
+                }
+                for (i, fan) in d.fans.iter().enumerate() {
+                    let vigil_proto::v1::FanSensor { name: _, source: _, rpm, min_rpm, alarm: _ } =
+                        fan;
+                    f.finite(&indexed("fans", i, "rpm"), *rpm)?;
+                    f.optional(&indexed("fans", i, "min_rpm"), *min_rpm)?;
+                }
+                for (i, v) in d.voltages.iter().enumerate() {
+                    let vigil_proto::v1::VoltageSensor {
+                        name: _,
+                        source: _,
+                        volts,
+                        min_volts,
+                        max_volts,
+                        alarm: _,
+                    } = v;
+                    f.finite(&indexed("voltages", i, "volts"), *volts)?;
+                    f.optional(&indexed("voltages", i, "min_volts"), *min_volts)?;
+                    f.optional(&indexed("voltages", i, "max_volts"), *max_volts)?;
+                }
+                for (i, w) in d.power.iter().enumerate() {
+                    let vigil_proto::v1::PowerSensor {
+                        name: _,
+                        source: _,
+                        watts,
+                        max_watts,
+                        alarm: _,
+                    } = w;
+                    f.finite(&indexed("power", i, "watts"), *watts)?;
+                    f.optional(&indexed("power", i, "max_watts"), *max_watts)?;
+                }
+                for (i, x) in d.implausible.iter().enumerate() {
+                    // An implausible reading is a number no sensor can truly read, but still a
+                    // number: the agent filters out what does not parse.
+                    let vigil_proto::v1::ImplausibleReading {
+                        name: _,
+                        source: _,
+                        kind: _,
+                        value,
+                        reason: _,
+                    } = x;
+                    f.finite(&indexed("implausible", i, "value"), *value)?;
+                }
+            }
+            Data::Smart(d) => {
+                for (i, dev) in d.devices.iter().enumerate() {
+                    let vigil_proto::v1::SmartDevice {
+                        name: _,
+                        device_type: _,
+                        protocol: _,
+                        model: _,
+                        serial: _,
+                        firmware: _,
+                        capacity_bytes: _,
+                        health_passed: _,
+                        in_standby: _,
+                        temperature_celsius,
+                        power_on_hours: _,
+                        reallocated_sectors: _,
+                        pending_sectors: _,
+                        offline_uncorrectable: _,
+                        critical_warning: _,
+                        percentage_used: _,
+                        media_errors: _,
+                        available_spare_percent: _,
+                        available_spare_threshold_percent: _,
+                        grown_defects: _,
+                        exit_status: _,
+                        error: _,
+                        crc_errors: _,
+                    } = dev;
+                    f.optional(
+                        &indexed("devices", i, "temperature_celsius"),
+                        *temperature_celsius,
+                    )?;
+                }
+            }
+            Data::Ipmi(d) => {
+                for (i, s) in d.sensors.iter().enumerate() {
+                    let vigil_proto::v1::IpmiSensor {
+                        name: _,
+                        sensor_type: _,
+                        status: _,
+                        value,
+                        unit: _,
+                        text: _,
+                        entity: _,
+                    } = s;
+                    f.optional(&indexed("sensors", i, "value"), *value)?;
+                }
+            }
+            Data::Raid(d) => {
+                for (i, a) in d.arrays.iter().enumerate() {
+                    let vigil_proto::v1::RaidArray {
+                        name: _,
+                        level: _,
+                        state: _,
+                        array_state: _,
+                        members: _,
+                        raid_disks: _,
+                        active_disks: _,
+                        failed_disks: _,
+                        spare_disks: _,
+                        degraded: _,
+                        sync_action: _,
+                        sync_progress_ratio,
+                        sync_speed_kib_per_second: _,
+                        sync_remaining_seconds,
+                        sync_delayed: _,
+                        sync_pending: _,
+                        size_kib: _,
+                    } = a;
+                    f.optional_ratio(
+                        &indexed("arrays", i, "sync_progress_ratio"),
+                        *sync_progress_ratio,
+                    )?;
+                    f.optional(
+                        &indexed("arrays", i, "sync_remaining_seconds"),
+                        *sync_remaining_seconds,
+                    )?;
+                }
+            }
+            Data::DiskIo(d) => {
+                let vigil_proto::v1::DiskIoData { disks, pressure_some_avg60, pressure_full_avg60 } =
+                    d;
+                f.optional(&name("pressure_some_avg60"), *pressure_some_avg60)?;
+                f.optional(&name("pressure_full_avg60"), *pressure_full_avg60)?;
+                for (i, disk) in disks.iter().enumerate() {
+                    let vigil_proto::v1::DiskIo {
+                        name: _,
+                        reads_completed: _,
+                        writes_completed: _,
+                        read_bytes: _,
+                        written_bytes: _,
+                        io_time_ms: _,
+                        utilization_ratio,
+                        read_latency_ms,
+                        write_latency_ms,
+                        in_flight: _,
+                    } = disk;
+                    f.optional_ratio(
+                        &indexed("disks", i, "utilization_ratio"),
+                        *utilization_ratio,
+                    )?;
+                    f.optional(&indexed("disks", i, "read_latency_ms"), *read_latency_ms)?;
+                    f.optional(&indexed("disks", i, "write_latency_ms"), *write_latency_ms)?;
+                }
+            }
+            Data::Clock(d) => {
+                let vigil_proto::v1::ClockData {
+                    synchronized: _,
+                    estimated_error_seconds,
+                    max_error_seconds,
+                    offset_seconds,
+                } = d;
+                f.finite(&name("estimated_error_seconds"), *estimated_error_seconds)?;
+                f.finite(&name("max_error_seconds"), *max_error_seconds)?;
+                f.finite(&name("offset_seconds"), *offset_seconds)?;
+            }
+            Data::Services(d) => {
+                for (i, port) in d.ports.iter().enumerate() {
+                    let vigil_proto::v1::PortCheck {
+                        name: _,
+                        host: _,
+                        port: _,
+                        open: _,
+                        connect_ms,
+                        error: _,
+                        critical: _,
+                    } = port;
+                    f.optional(&indexed("ports", i, "connect_ms"), *connect_ms)?;
+                }
+                for (i, check) in d.http.iter().enumerate() {
+                    let vigil_proto::v1::HttpCheck {
+                        name: _,
+                        url: _,
+                        status_code: _,
+                        expected_status: _,
+                        ok: _,
+                        response_ms,
+                        error: _,
+                        critical: _,
+                    } = check;
+                    f.optional(&indexed("http", i, "response_ms"), *response_ms)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name of a probe's data as the wire spells it (the `oneof data` field).
+fn kind(data: &Data) -> &'static str {
+    match data {
+        Data::Cpu(_) => "cpu",
+        Data::Memory(_) => "memory",
+        Data::Filesystem(_) => "filesystem",
+        Data::Network(_) => "network",
+        Data::Sensors(_) => "sensors",
+        Data::Uptime(_) => "uptime",
+        Data::Smart(_) => "smart",
+        Data::Ipmi(_) => "ipmi",
+        Data::Raid(_) => "raid",
+        Data::Ecc(_) => "ecc",
+        Data::DiskIo(_) => "disk_io",
+        Data::Clock(_) => "clock",
+        Data::Services(_) => "services",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +756,108 @@ mod tests {
         r.facts =
             Some(vigil_proto::v1::HostFacts { kernel: "k".repeat(101), ..Default::default() });
         assert!(report(&r, INSTANCE, &LIMITS).unwrap_err().to_string().contains("facts.kernel"));
+    }
+
+    fn cpu(usage_ratio: f64) -> vigil_proto::v1::ProbeResult {
+        let data = vigil_proto::v1::CpuData { usage_ratio, ..Default::default() };
+        probe("cpu", Data::Cpu(data))
+    }
+
+    /// A report whose third probe (index 2) is `bad`, behind two healthy ones.
+    fn third(bad: vigil_proto::v1::ProbeResult) -> Report {
+        Report { probes: vec![cpu(0.5), cpu(0.25), bad], ..ok_report() }
+    }
+
+    #[test]
+    fn rejects_nan_naming_the_field() {
+        let err = report(&third(cpu(f64::NAN)), INSTANCE, &LIMITS).unwrap_err();
+        assert_eq!(err.to_string(), "report seq 1: probes[2] (cpu).usage_ratio is NaN");
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert_eq!(err.reject_reason(), RejectReason::Malformed);
+    }
+
+    #[test]
+    fn rejects_infinities_in_nested_readings() {
+        use vigil_proto::v1::{ClockData, SensorData, TemperatureSensor, ThermalTrip};
+        let hot = |celsius| TemperatureSensor { celsius, ..Default::default() };
+        let mut trip = hot(40.0);
+        trip.trips = vec![ThermalTrip { kind: "critical".into(), celsius: f64::INFINITY }];
+        let sensors = SensorData { temperatures: vec![hot(30.0), trip], ..Default::default() };
+        let err =
+            report(&third(probe("hwmon", Data::Sensors(sensors))), INSTANCE, &LIMITS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "report seq 1: probes[2] (sensors).temperatures[1].trips[0].celsius is +inf"
+        );
+        let clock = ClockData { offset_seconds: f64::NEG_INFINITY, ..Default::default() };
+        let err =
+            report(&third(probe("clock", Data::Clock(clock))), INSTANCE, &LIMITS).unwrap_err();
+        assert_eq!(err.to_string(), "report seq 1: probes[2] (clock).offset_seconds is -inf");
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn rejects_optional_readings_only_when_present_and_not_finite() {
+        use vigil_proto::v1::{DiskIo, DiskIoData};
+        let disks = |read_latency_ms| DiskIoData {
+            disks: vec![DiskIo::default(), DiskIo { read_latency_ms, ..Default::default() }],
+            ..Default::default()
+        };
+        let absent = third(probe("diskio", Data::DiskIo(disks(None))));
+        assert_eq!(report(&absent, INSTANCE, &LIMITS), Ok(()));
+        let nan = third(probe("diskio", Data::DiskIo(disks(Some(f64::NAN)))));
+        assert_eq!(
+            report(&nan, INSTANCE, &LIMITS).unwrap_err().to_string(),
+            "report seq 1: probes[2] (disk_io).disks[1].read_latency_ms is NaN"
+        );
+    }
+
+    #[test]
+    fn rejects_ratios_far_outside_zero_to_one() {
+        // Rounding may run a busy CPU a little over 1; that is kept.
+        assert_eq!(report(&third(cpu(1.05)), INSTANCE, &LIMITS), Ok(()));
+        assert_eq!(report(&third(cpu(0.0)), INSTANCE, &LIMITS), Ok(()));
+        for (value, shown) in [(3.5, "3.5"), (-0.2, "-0.2")] {
+            let err = report(&third(cpu(value)), INSTANCE, &LIMITS).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "report seq 1: probes[2] (cpu).usage_ratio is {shown}, outside 0..1 \
+                     (a ratio; at most 1.1 for rounding)"
+                )
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        }
+        let raid = vigil_proto::v1::RaidData {
+            arrays: vec![vigil_proto::v1::RaidArray {
+                sync_progress_ratio: Some(12.0),
+                ..Default::default()
+            }],
+        };
+        let err = report(&third(probe("mdstat", Data::Raid(raid))), INSTANCE, &LIMITS).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("report seq 1: probes[2] (raid).arrays[0].sync_progress_ratio is 12,"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_integers_the_store_cannot_hold() {
+        let seq = i64::MAX as u64 + 1;
+        let err = report(&Report { seq, ..ok_report() }, INSTANCE, &LIMITS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "report seq {seq}: seq is {seq}, outside 1..=9223372036854775807 \
+                 (what the store holds)"
+            )
+        );
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        let largest = Report { seq: i64::MAX as u64, ..ok_report() };
+        assert_eq!(report(&largest, INSTANCE, &LIMITS), Ok(()));
+        let before_1970 = Report { collected_at_unix_ms: -1, ..ok_report() };
+        let err = report(&before_1970, INSTANCE, &LIMITS).unwrap_err();
+        assert!(err.to_string().starts_with("report seq 1: collected_at_unix_ms is -1"), "{err}");
     }
 }

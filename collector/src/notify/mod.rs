@@ -6,8 +6,11 @@
 //!    tiers below it (the contract's, or `notify.default_receivers`), one delivery row per
 //!    receiver with the payload as it was, in one transaction;
 //! 2. **delivers** due deliveries ([`alertmanager`], [`webhook`]), recording each outcome and
-//!    retrying with [`backoff`] until delivered or `notify.max_attempts` is used up — at least
-//!    once, each with a stable event id (`INC-000042/<timeline id>`) receivers deduplicate on;
+//!    retrying with [`backoff`] — at least once, each with a stable event id
+//!    (`INC-000042/<timeline id>`) receivers deduplicate on. A delivery is never given up:
+//!    once `notify.max_attempts` is used up, or the receiver refuses it, it is dead-lettered
+//!    and tried again every `notify.dead_letter_retry` until the receiver takes it or an
+//!    operator drops it; the lease holder exports the dead letters per receiver at `/metrics`;
 //! 3. **re-posts firing alerts** to Alertmanager receivers every `notify.alertmanager_repeat`
 //!    with an explicit `endsAt`, so Alertmanager's view follows Vigil's even across restarts.
 //!
@@ -101,6 +104,7 @@ pub struct Notifier {
     targets: Arc<HashMap<String, Target>>,
     default_receivers: Vec<String>,
     max_attempts: u32,
+    dead_letter_retry: Duration,
     repeat: Duration,
     client: reqwest::Client,
     last_repost: Arc<std::sync::Mutex<Option<UnixMs>>>,
@@ -125,6 +129,7 @@ impl Notifier {
             targets: Arc::new(targets),
             default_receivers: config.default_receivers.clone(),
             max_attempts: config.max_attempts,
+            dead_letter_retry: config.dead_letter_retry,
             repeat: config.alertmanager_repeat,
             client,
             last_repost: Arc::default(),
@@ -217,7 +222,7 @@ impl Notifier {
                 continue;
             }
             let outcome = self.attempt(&delivery).await;
-            if matches!(outcome, DeliveryOutcome::Retry { .. }) {
+            if !matches!(outcome, DeliveryOutcome::Delivered) {
                 down.insert(delivery.receiver.clone());
             }
             let now = self.clock.now_ms();
@@ -229,18 +234,19 @@ impl Notifier {
 
     async fn attempt(&self, delivery: &DeliveryRow) -> DeliveryOutcome {
         let now = self.clock.now_ms();
+        let dead_letter = |error: String| DeliveryOutcome::DeadLetter {
+            error,
+            at_ms: now.saturating_add(self.dead_letter_retry.as_millis() as i64),
+        };
         let stored: Stored = match serde_json::from_str(&delivery.payload) {
             Ok(stored) => stored,
-            Err(err) => {
-                return DeliveryOutcome::Failed {
-                    error: format!("stored payload unreadable: {err}"),
-                };
-            }
+            Err(err) => return dead_letter(format!("stored payload unreadable: {err}")),
         };
         let Some(target) = self.targets.get(&delivery.receiver) else {
-            return DeliveryOutcome::Failed {
-                error: format!("receiver {:?} is no longer configured", delivery.receiver),
-            };
+            return dead_letter(format!(
+                "receiver {:?} is no longer configured",
+                delivery.receiver
+            ));
         };
         let result = match target {
             Target::Alertmanager(am) => {
@@ -257,11 +263,15 @@ impl Notifier {
         };
         match result {
             Ok(()) => DeliveryOutcome::Delivered,
-            Err(DeliveryError::Permanent(error)) => DeliveryOutcome::Failed { error },
+            Err(DeliveryError::Permanent(error)) => dead_letter(error),
+            Err(DeliveryError::Retry(error)) if delivery.state == "dead_letter" => {
+                dead_letter(error)
+            }
             Err(DeliveryError::Retry(error)) if delivery.attempts + 1 >= self.max_attempts => {
-                DeliveryOutcome::Failed {
-                    error: format!("{error} (gave up after {} attempts)", delivery.attempts + 1),
-                }
+                dead_letter(format!(
+                    "{error} (dead-lettered after {} attempts)",
+                    delivery.attempts + 1
+                ))
             }
             Err(DeliveryError::Retry(error)) => DeliveryOutcome::Retry {
                 error,
@@ -368,18 +378,17 @@ mod tests {
 
     use super::*;
     use crate::classify::{FaultLevel, FindingKind};
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Fingerprint, HostEvaluation, IncidentOp};
 
-    #[tokio::test]
-    async fn a_dead_receiver_costs_one_attempt_per_tick_not_one_per_delivery() {
+    /// A store with one host and `n` incidents, each with one pending "opened" event.
+    async fn incidents(n: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let host = crate::store::tests::enrolled(store.as_ref(), "h").await;
         let row = store.get_host(host).await.unwrap().unwrap();
-        // Three incidents, each with one pending "opened" event.
-        let ops = (0..3)
+        let ops = (0..n)
             .map(|n| IncidentOp::Raise {
                 fingerprint: Fingerprint {
                     customer_id: row.customer_id,
@@ -399,6 +408,59 @@ mod tests {
             .collect();
         let batch = [HostEvaluation { state: None, ops, host_events: Vec::new() }];
         store.apply_evaluations(&batch, 86_400_000, 1_000).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn past_max_attempts_a_delivery_is_dead_lettered_and_retried_slowly_for_ever() {
+        let (_dir, store) = incidents(1).await;
+        let config = NotifyConfig {
+            default_receivers: vec!["dead".into()],
+            max_attempts: 2,
+            dead_letter_retry: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let targets = HashMap::from([(
+            "dead".to_owned(),
+            Target::Webhook(WebhookTarget {
+                url: testing::unused_local_url(),
+                secret: "0123456789abcdef".into(),
+            }),
+        )]);
+        let clock = Arc::new(ManualClock::new(2_000));
+        let notifier = Notifier::new(store.clone(), clock.clone(), targets, &config).unwrap();
+        let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
+        let delivery = async || store.incident_deliveries(1).await.unwrap().remove(0);
+
+        notifier.tick(&contracts).await.unwrap();
+        let first = delivery().await;
+        assert_eq!((first.state.as_str(), first.attempts), ("pending", 1));
+        // The second attempt, after the backoff, uses up max_attempts.
+        clock.set_ms(first.next_attempt_at_ms);
+        notifier.tick(&contracts).await.unwrap();
+        let dead = delivery().await;
+        assert_eq!((dead.state.as_str(), dead.attempts), ("dead_letter", 2));
+        assert_eq!(dead.next_attempt_at_ms, first.next_attempt_at_ms + 600_000);
+        assert!(dead.last_error.as_deref().unwrap().contains("dead-lettered after 2 attempts"));
+        let counts = store.dead_letter_counts().await.unwrap();
+        assert_eq!(counts, [crate::store::DeadLetterCount { receiver: "dead".into(), count: 1 }]);
+        // Not before its slow retry; then tried again, and again, never given up.
+        clock.set_ms(dead.next_attempt_at_ms - 1);
+        notifier.tick(&contracts).await.unwrap();
+        assert_eq!(delivery().await.attempts, 2);
+        for attempts in 3..=5 {
+            clock.set_ms(delivery().await.next_attempt_at_ms);
+            notifier.tick(&contracts).await.unwrap();
+            let again = delivery().await;
+            assert_eq!((again.state.as_str(), again.attempts), ("dead_letter", attempts));
+            assert_eq!(again.next_attempt_at_ms, clock.now_ms() + 600_000);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_receiver_costs_one_attempt_per_tick_not_one_per_delivery() {
+        // Three incidents, each with one pending "opened" event.
+        let (_dir, store) = incidents(3).await;
 
         let config = NotifyConfig { default_receivers: vec!["dead".into()], ..Default::default() };
         let targets = HashMap::from([(

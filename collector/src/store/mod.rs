@@ -35,6 +35,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The store refused this one report (a constraint it breaks, a value it cannot hold):
+    /// sending it again fails again. Only ever one record's outcome in
+    /// [`Store::commit_reports`]; the rest of the batch is unaffected.
+    #[error("report refused by the store: {0}")]
+    Rejected(String),
 }
 
 impl HasErrorCode for StoreError {
@@ -44,6 +49,7 @@ impl HasErrorCode for StoreError {
             Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::AlreadyExists,
+            Self::Rejected(_) => ErrorCode::InvalidArgument,
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct InstanceRow {
     pub last_seen_ms: UnixMs,
     pub last_live_ms: Option<UnixMs>,
     pub max_seq: u64,
+    /// The highest seq of this instance whose receipt retention deleted (0: none yet).
+    pub pruned_through_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -156,6 +164,8 @@ pub struct Rollup {
 pub struct PruneStats {
     pub receipts: u64,
     pub rollups: u64,
+    /// Delete statements run (each one transaction of at most the batch size).
+    pub batches: u64,
 }
 
 /// Roll-up bucket width.
@@ -209,9 +219,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Newest first.
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
-    /// Commits every record in one durable transaction (group commit) and says, per record,
-    /// whether it was new. Either all records are committed or none.
-    async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>>;
+    /// Commits the records in one durable transaction (group commit) and says, per record,
+    /// whether it was new. Each record is written under its own savepoint: one the store
+    /// refuses (a constraint it breaks, a value it cannot hold) is undone alone and answered
+    /// `Err(StoreError::Rejected)`, and every other record is committed. The outer error is the
+    /// store failing as a whole (it cannot begin or commit, I/O, locked, disk full): then no
+    /// record is committed.
+    async fn commit_reports(
+        &self,
+        records: &[ReportRecord],
+    ) -> StoreResult<Vec<StoreResult<CommitOutcome>>>;
 
     /// Records that an agent said goodbye (`reason`: stop, reboot, upgrade).
     async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()>;
@@ -244,11 +261,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn rollups(&self, id: HostId, series: &str, since: UnixMs) -> StoreResult<Vec<Rollup>>;
 
     /// Deletes receipts received before `receipts_before` and roll-up buckets that started
-    /// before `rollups_before`.
+    /// before `rollups_before`, at most `batch_rows` rows per transaction, letting other
+    /// writes (ingest commits) in between. With the receipts of a batch it raises each agent
+    /// instance's `pruned_through_seq` to the highest seq deleted.
     async fn prune(
         &self,
         receipts_before: UnixMs,
         rollups_before: UnixMs,
+        batch_rows: u32,
     ) -> StoreResult<PruneStats>;
 
     // ---- classification and incidents ----
@@ -324,10 +344,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         deliveries: &[NewDelivery],
         now: UnixMs,
     ) -> StoreResult<()>;
-    /// Pending deliveries due by `now`, oldest first; one waits while an earlier delivery of
-    /// the same incident to the same receiver is pending, so each receiver gets an incident's
-    /// events in order.
+    /// Pending and dead-lettered deliveries due by `now`, oldest first; one waits while an
+    /// earlier delivery of the same incident to the same receiver is pending or dead-lettered,
+    /// so each receiver gets an incident's events in order.
     async fn due_deliveries(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<DeliveryRow>>;
+    /// Dead-lettered deliveries, oldest first.
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeliveryRow>>;
+    /// How many deliveries are dead-lettered, per receiver that has any, by receiver name.
+    async fn dead_letter_counts(&self) -> StoreResult<Vec<DeadLetterCount>>;
+    /// An operator gives a dead-lettered delivery up: it becomes `dropped`, is never sent,
+    /// and no longer holds back the later events of its incident to its receiver. `NotFound`
+    /// for an unknown id, `Conflict` when it is not dead-lettered.
+    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow>;
     async fn record_delivery(
         &self,
         id: i64,

@@ -55,7 +55,10 @@ pub struct DeliveryRow {
     pub receiver: String,
     #[serde(skip)]
     pub payload: String,
-    /// pending, delivered or failed
+    /// `pending` (retried with backoff), `delivered`, `dead_letter` (`notify.max_attempts`
+    /// used up or refused by the receiver: still retried every `notify.dead_letter_retry`
+    /// until delivered or dropped), `dropped` (given up by an operator), or `failed` (given
+    /// up by a collector from before dead letters).
     pub state: String,
     pub attempts: u32,
     pub next_attempt_at_ms: UnixMs,
@@ -72,10 +75,19 @@ pub enum DeliveryOutcome {
         error: String,
         at_ms: UnixMs,
     },
-    /// Give up: retrying will not help, or the attempts are used up.
-    Failed {
+    /// The attempts are used up, or the receiver refused it: dead-lettered, and tried again
+    /// (slowly) at the given time, until delivered or dropped by an operator.
+    DeadLetter {
         error: String,
+        at_ms: UnixMs,
     },
+}
+
+/// The dead-lettered deliveries of one receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterCount {
+    pub receiver: String,
+    pub count: u64,
 }
 
 /// What the fleet metrics need of one incident.

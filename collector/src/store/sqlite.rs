@@ -26,6 +26,34 @@ pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// A write of one report that failed: `Rejected` when the fault is the report's own (a
+/// constraint it breaks, a value or size SQLite cannot hold), so that report alone is refused;
+/// `Unavailable` for everything else (I/O, busy or locked, disk full, a bug in a statement),
+/// so the batch fails and the agents retry later.
+pub(super) fn refused(err: sqlx::Error) -> StoreError {
+    use sqlx::error::ErrorKind;
+    // Primary result codes (https://www.sqlite.org/rescode.html): TOOBIG, CONSTRAINT,
+    // MISMATCH, RANGE. The extended code's low byte is the primary one.
+    const REPORT_FAULTS: [i32; 4] = [18, 19, 20, 25];
+    let own = match &err {
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            ) || db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| REPORT_FAULTS.contains(&(code & 0xff)))
+        }
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    };
+    if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
+}
+
 /// A stored row that does not read back as it should.
 pub(super) fn corrupt(err: sqlx::Error) -> StoreError {
     StoreError::Corrupt(err.to_string())
@@ -98,7 +126,7 @@ impl SqliteStore {
         .bind(r.digest.as_slice())
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?
+        .map_err(refused)?
         .rows_affected();
         if inserted == 0 {
             let held: Option<Vec<u8>> = sqlx::query_scalar(
@@ -135,7 +163,7 @@ impl SqliteStore {
         .bind(r.seq as i64)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         sqlx::query(
             "UPDATE hosts SET last_seen_ms = ?, hostname = ?, agent_version = ?, \
@@ -148,7 +176,7 @@ impl SqliteStore {
         .bind(&host)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         if inserted == 0 {
             return Ok(CommitOutcome::Duplicate);
@@ -171,7 +199,7 @@ impl SqliteStore {
         .bind(&r.encoded)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(refused)?;
 
         let bucket = r.collected_at_ms - r.collected_at_ms.rem_euclid(ROLLUP_BUCKET_MS);
         for (series, value) in &r.series {
@@ -195,7 +223,7 @@ impl SqliteStore {
             .bind(value)
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(refused)?;
         }
         Ok(CommitOutcome::Stored)
     }
@@ -278,12 +306,31 @@ fn latest_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<LatestReport> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn commit_reports(&self, records: &[ReportRecord]) -> StoreResult<Vec<CommitOutcome>> {
+    async fn commit_reports(
+        &self,
+        records: &[ReportRecord],
+    ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut conn = self.write.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
-            outcomes.push(Self::commit_one(&mut tx, record).await?);
+            // A nested transaction is a SAVEPOINT: rolling it back undoes this report only.
+            let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(unavailable)?;
+            match Self::commit_one(&mut one, record).await {
+                Ok(outcome) => {
+                    one.commit().await.map_err(unavailable)?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(StoreError::Rejected(why)) => {
+                    one.rollback().await.map_err(unavailable)?;
+                    outcomes.push(Err(StoreError::Rejected(format!(
+                        "report seq {}: {why}",
+                        record.seq
+                    ))));
+                }
+                // Dropping the transaction rolls everything back.
+                Err(err) => return Err(err),
+            }
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(outcomes)
@@ -376,8 +423,8 @@ impl Store for SqliteStore {
 
     async fn instances(&self, id: HostId) -> StoreResult<Vec<InstanceRow>> {
         let rows = sqlx::query(
-            "SELECT instance, first_seen_ms, last_seen_ms, last_live_ms, max_seq \
-             FROM agent_instances WHERE host_id = ? ORDER BY first_seen_ms, instance",
+            "SELECT instance, first_seen_ms, last_seen_ms, last_live_ms, max_seq, \
+             pruned_through_seq FROM agent_instances WHERE host_id = ? ORDER BY first_seen_ms, instance",
         )
         .bind(id.to_string())
         .fetch_all(&self.read)
@@ -391,6 +438,9 @@ impl Store for SqliteStore {
                     last_seen_ms: row.try_get("last_seen_ms").map_err(corrupt)?,
                     last_live_ms: row.try_get("last_live_ms").map_err(corrupt)?,
                     max_seq: row.try_get::<i64, _>("max_seq").map_err(corrupt)? as u64,
+                    pruned_through_seq: row
+                        .try_get::<i64, _>("pruned_through_seq")
+                        .map_err(corrupt)? as u64,
                 })
             })
             .collect()
@@ -480,21 +530,70 @@ impl Store for SqliteStore {
         &self,
         receipts_before: UnixMs,
         rollups_before: UnixMs,
+        batch_rows: u32,
     ) -> StoreResult<PruneStats> {
-        let mut conn = self.write.lock().await;
-        let receipts = sqlx::query("DELETE FROM report_receipts WHERE received_at_ms < ?")
+        let limit = i64::from(batch_rows.max(1));
+        let mut stats = PruneStats::default();
+        // Receipts, oldest first. One batch is one transaction under the writer lock: the
+        // watermark and the deletion of the same rows commit together, and ingest commits
+        // take the lock between batches.
+        loop {
+            let mut conn = self.write.lock().await;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+            let batch = "SELECT rowid FROM report_receipts WHERE received_at_ms < ?1 \
+                         ORDER BY received_at_ms, rowid LIMIT ?2";
+            sqlx::query(&format!(
+                "UPDATE agent_instances SET pruned_through_seq = CASE \
+                   WHEN pruned.seq > agent_instances.pruned_through_seq THEN pruned.seq \
+                   ELSE agent_instances.pruned_through_seq END \
+                 FROM (SELECT host_id, instance, MAX(seq) AS seq FROM report_receipts \
+                       WHERE rowid IN ({batch}) GROUP BY host_id, instance) AS pruned \
+                 WHERE agent_instances.host_id = pruned.host_id \
+                   AND agent_instances.instance = pruned.instance"
+            ))
             .bind(receipts_before)
-            .execute(&mut *conn)
+            .bind(limit)
+            .execute(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
-        let rollups = sqlx::query("DELETE FROM rollups_5m WHERE bucket_start_ms < ?")
+            .map_err(unavailable)?;
+            let deleted =
+                sqlx::query(&format!("DELETE FROM report_receipts WHERE rowid IN ({batch})"))
+                    .bind(receipts_before)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+            tx.commit().await.map_err(unavailable)?;
+            drop(conn);
+            stats.receipts += deleted;
+            stats.batches += 1;
+            if deleted < limit as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        loop {
+            let mut conn = self.write.lock().await;
+            let deleted = sqlx::query(
+                "DELETE FROM rollups_5m WHERE rowid IN \
+                 (SELECT rowid FROM rollups_5m WHERE bucket_start_ms < ? LIMIT ?)",
+            )
             .bind(rollups_before)
+            .bind(limit)
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?
             .rows_affected();
-        Ok(PruneStats { receipts, rollups })
+            drop(conn);
+            stats.rollups += deleted;
+            stats.batches += 1;
+            if deleted < limit as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(stats)
     }
 
     async fn create_customer(&self, name: &str, now: UnixMs) -> StoreResult<CustomerRow> {
@@ -1045,6 +1144,18 @@ impl Store for SqliteStore {
 
     async fn due_deliveries(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<DeliveryRow>> {
         self.due_deliveries_impl(now, limit).await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeliveryRow>> {
+        self.dead_letters_impl(limit).await
+    }
+
+    async fn dead_letter_counts(&self) -> StoreResult<Vec<DeadLetterCount>> {
+        self.dead_letter_counts_impl().await
+    }
+
+    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow> {
+        self.drop_delivery_impl(id).await
     }
 
     async fn record_delivery(

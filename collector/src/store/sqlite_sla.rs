@@ -321,10 +321,11 @@ impl SqliteStore {
         // In order per incident and receiver: one waits while an earlier one is pending, so
         // a receiver never sees "resolved" before "opened".
         let rows = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE state = 'pending' \
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE state IN ('pending', 'dead_letter') \
              AND next_attempt_at_ms <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e \
              WHERE e.incident_id = d.incident_id AND e.receiver = d.receiver \
-             AND e.state = 'pending' AND e.id < d.id) ORDER BY id LIMIT ?"
+             AND e.state IN ('pending', 'dead_letter') AND e.id < d.id) ORDER BY id LIMIT ?"
         ))
         .bind(now)
         .bind(i64::from(limit))
@@ -343,7 +344,9 @@ impl SqliteStore {
         let (state, error, next, delivered) = match outcome {
             DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
             DeliveryOutcome::Retry { error, at_ms } => ("pending", Some(error), *at_ms, None),
-            DeliveryOutcome::Failed { error } => ("failed", Some(error), now, None),
+            DeliveryOutcome::DeadLetter { error, at_ms } => {
+                ("dead_letter", Some(error), *at_ms, None)
+            }
         };
         let mut conn = self.write.lock().await;
         sqlx::query(
@@ -359,6 +362,64 @@ impl SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+
+    pub(super) async fn dead_letters_impl(&self, limit: u32) -> StoreResult<Vec<DeliveryRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'dead_letter' \
+             ORDER BY id LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    pub(super) async fn dead_letter_counts_impl(&self) -> StoreResult<Vec<DeadLetterCount>> {
+        let rows = sqlx::query(
+            "SELECT receiver, COUNT(*) AS n FROM deliveries WHERE state = 'dead_letter' \
+             GROUP BY receiver ORDER BY receiver",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetterCount {
+                    receiver: row.try_get("receiver").map_err(corrupt)?,
+                    count: row.try_get::<i64, _>("n").map_err(corrupt)?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn drop_delivery_impl(&self, id: i64) -> StoreResult<DeliveryRow> {
+        let mut conn = self.write.lock().await;
+        let dropped = sqlx::query(
+            "UPDATE deliveries SET state = 'dropped' WHERE id = ? AND state = 'dead_letter'",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        let row = sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row.as_ref().map(delivery_row).transpose()? else {
+            return Err(StoreError::NotFound(format!("no notification delivery {id}")));
+        };
+        if dropped == 0 {
+            return Err(StoreError::Conflict(format!(
+                "notification delivery {id} is {}, not dead-lettered: only a dead letter can be \
+                 dropped",
+                row.state
+            )));
+        }
+        Ok(row)
     }
 
     pub(super) async fn incident_deliveries_impl(

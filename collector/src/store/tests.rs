@@ -24,6 +24,12 @@ pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecor
     }
 }
 
+/// Commits `batch`, every record of which must be accepted.
+pub async fn commit(store: &dyn Store, batch: &[ReportRecord]) -> Vec<CommitOutcome> {
+    let outcomes = store.commit_reports(batch).await.unwrap();
+    outcomes.into_iter().map(|o| o.unwrap()).collect()
+}
+
 /// A site `customer/site`, created with its customer when missing.
 pub async fn site(store: &dyn Store, customer: &str, site: &str) -> SiteRow {
     if store.find_customer(customer).await.unwrap().is_none() {
@@ -133,11 +139,8 @@ pub async fn certificates_map_to_hosts_until_revoked(store: &dyn Store) {
 pub async fn replace_hands_history_to_the_new_identity(store: &dyn Store) {
     let old = enrolled(store, "srv01").await;
     let new = enrolled(store, "srv01").await;
-    store
-        .commit_reports(&[record(old, "old-i", 1, 1_000), record(old, "old-i", 2, 2_000)])
-        .await
-        .unwrap();
-    store.commit_reports(&[record(new, "new-i", 1, 3_000)]).await.unwrap();
+    commit(store, &[record(old, "old-i", 1, 1_000), record(old, "old-i", 2, 2_000)]).await;
+    commit(store, &[record(new, "new-i", 1, 3_000)]).await;
     store.replace_host(old, new, 5_000).await.unwrap();
     let receipts = store.receipts(new, None, 10).await.unwrap();
     assert_eq!(receipts.len(), 3);
@@ -188,9 +191,9 @@ pub async fn duplicates_are_acknowledged_and_ignored(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
     let batch =
         [record(host, "i1", 1, 1_000), record(host, "i1", 2, 2_000), record(host, "i1", 1, 1_000)];
-    let outcomes = store.commit_reports(&batch).await.unwrap();
+    let outcomes = commit(store, &batch).await;
     assert_eq!(outcomes, [CommitOutcome::Stored, CommitOutcome::Stored, CommitOutcome::Duplicate]);
-    let again = store.commit_reports(&batch[..1]).await.unwrap();
+    let again = commit(store, &batch[..1]).await;
     assert_eq!(again, [CommitOutcome::Duplicate]);
     let receipts = store.receipts(host, None, 100).await.unwrap();
     assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
@@ -199,13 +202,38 @@ pub async fn duplicates_are_acknowledged_and_ignored(store: &dyn Store) {
     assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2);
 }
 
+pub async fn a_poisoned_record_fails_alone(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let mut poisoned = record(host, "i1", 2, 2_000);
+    // Past validation (bypassed here) a NaN reaches the roll-ups, which hold no NaN.
+    poisoned.series.push(("temperature.celsius:cpu".into(), f64::NAN));
+    let batch = [record(host, "i1", 1, 1_000), poisoned, record(host, "i1", 3, 3_000)];
+    let outcomes = store.commit_reports(&batch).await.unwrap();
+    assert!(matches!(outcomes[0], Ok(CommitOutcome::Stored)), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Ok(CommitOutcome::Stored)), "{outcomes:?}");
+    let Err(err) = &outcomes[1] else { panic!("the poisoned record was stored: {outcomes:?}") };
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    assert!(err.to_string().contains("report seq 2"), "{err}");
+    // Everything of the poisoned record was undone, its receipt too: it is not a duplicate.
+    let receipts = store.receipts(host, None, 100).await.unwrap();
+    assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3]);
+    assert!(store.rollups(host, "temperature.celsius:cpu", 0).await.unwrap().is_empty());
+    let rollups = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
+    assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2);
+    assert_eq!(store.latest_report(host).await.unwrap().unwrap().seq, 3);
+    // The same seq, healthy this time, is stored as new.
+    let again = store.commit_reports(&[record(host, "i1", 2, 2_000)]).await.unwrap();
+    assert!(matches!(again[..], [Ok(CommitOutcome::Stored)]), "{again:?}");
+}
+
 pub async fn a_reused_seq_with_other_content_is_a_conflict(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
-    store.commit_reports(&[record(host, "i1", 1, 1_000)]).await.unwrap();
+    commit(store, &[record(host, "i1", 1, 1_000)]).await;
     let mut reused = record(host, "i1", 1, 9_000);
     reused.digest = [0xee; 32];
     reused.encoded = vec![0xee];
-    let outcomes = store.commit_reports(&[reused, record(host, "i1", 2, 2_000)]).await.unwrap();
+    let outcomes = commit(store, &[reused, record(host, "i1", 2, 2_000)]).await;
     assert_eq!(outcomes, [CommitOutcome::Conflict, CommitOutcome::Stored]);
     let receipts = store.receipts(host, None, 100).await.unwrap();
     assert_eq!(receipts.iter().map(|r| r.collected_at_ms).collect::<Vec<_>>(), [1_000, 2_000]);
@@ -215,8 +243,8 @@ pub async fn a_reused_seq_with_other_content_is_a_conflict(store: &dyn Store) {
 
 pub async fn new_instance_is_stored_beside_old(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
-    store.commit_reports(&[record(host, "old", 1, 1_000)]).await.unwrap();
-    let outcomes = store.commit_reports(&[record(host, "new", 1, 2_000)]).await.unwrap();
+    commit(store, &[record(host, "old", 1, 1_000)]).await;
+    let outcomes = commit(store, &[record(host, "new", 1, 2_000)]).await;
     assert_eq!(outcomes, [CommitOutcome::Stored]);
     let instances = store.instances(host).await.unwrap();
     assert_eq!(instances.iter().map(|i| i.instance.as_str()).collect::<Vec<_>>(), ["old", "new"]);
@@ -225,10 +253,10 @@ pub async fn new_instance_is_stored_beside_old(store: &dyn Store) {
 
 pub async fn latest_report_is_newest_collected(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
-    store.commit_reports(&[record(host, "i1", 2, 2_000)]).await.unwrap();
+    commit(store, &[record(host, "i1", 2, 2_000)]).await;
     let mut replayed = record(host, "i1", 1, 1_000);
     replayed.replayed = true;
-    store.commit_reports(&[replayed]).await.unwrap();
+    commit(store, &[replayed]).await;
     let latest = store.latest_report(host).await.unwrap().unwrap();
     assert_eq!(latest.seq, 2, "a replayed older report must not replace the newer one");
     assert_eq!(latest.encoded, vec![2]);
@@ -245,7 +273,7 @@ pub async fn rollups_keep_min_avg_max_per_bucket(store: &dyn Store) {
             .iter()
             .map(|&(seq, at)| record(host, "i1", seq, at))
             .collect();
-    store.commit_reports(&batch).await.unwrap();
+    commit(store, &batch).await;
     let rollups = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
     assert_eq!(rollups.len(), 2);
     assert_eq!(rollups[0].bucket_start_ms, base);
@@ -258,11 +286,99 @@ pub async fn prune_drops_only_old_rows(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
     let old = record(host, "i1", 1, 1_000);
     let new = record(host, "i1", 2, 100 * ROLLUP_BUCKET_MS);
-    store.commit_reports(&[old, new]).await.unwrap();
-    let stats = store.prune(50_000, 50 * ROLLUP_BUCKET_MS).await.unwrap();
-    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1 });
+    commit(store, &[old, new]).await;
+    let stats = store.prune(50_000, 50 * ROLLUP_BUCKET_MS, 5_000).await.unwrap();
+    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1, batches: 2 });
     assert_eq!(store.receipts(host, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.rollups(host, "cpu.usage_ratio", 0).await.unwrap().len(), 1);
+}
+
+/// Commits receipts of `instance` numbered by `seqs`, each received at `at(seq)`, in chunks.
+async fn receipts_at(
+    store: &dyn Store,
+    host: HostId,
+    instance: &str,
+    seqs: impl IntoIterator<Item = u64>,
+    at: impl Fn(u64) -> UnixMs,
+) {
+    let all: Vec<_> = seqs.into_iter().map(|seq| record(host, instance, seq, at(seq))).collect();
+    for chunk in all.chunks(500) {
+        commit(store, chunk).await;
+    }
+}
+
+fn pruned_through(instances: &[InstanceRow], instance: &str) -> u64 {
+    instances.iter().find(|i| i.instance == instance).expect("instance").pruned_through_seq
+}
+
+pub async fn prune_runs_in_batches_and_keeps_the_highest_pruned_seq(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let cutoff = 1_000_000;
+    // "a": 1..=1030 received before the cutoff, 1031..=1040 after.
+    receipts_at(
+        store,
+        host,
+        "a",
+        1..=1040,
+        |seq| if seq <= 1030 { seq as i64 } else { cutoff + 1 },
+    )
+    .await;
+    // "b" replayed out of order: 7 arrived late (after the cutoff), 1..=6 and 8 before it.
+    receipts_at(store, host, "b", [1, 2, 3, 4, 5, 6, 8, 7], |seq| match seq {
+        7 => cutoff + 10,
+        _ => 2_000 + seq as i64,
+    })
+    .await;
+    // "c" has nothing old: its watermark stays 0.
+    receipts_at(store, host, "c", 1..=3, |_| cutoff + 20).await;
+
+    let stats = store.prune(cutoff, 0, 100).await.unwrap();
+    // 1030 + 7 old receipts at 100 per batch: ten full batches and one of 37; no roll-up is
+    // older than 0, which takes one (empty) batch.
+    assert_eq!(stats, PruneStats { receipts: 1_037, rollups: 0, batches: 12 });
+    let instances = store.instances(host).await.unwrap();
+    assert_eq!(pruned_through(&instances, "a"), 1_030);
+    assert_eq!(pruned_through(&instances, "b"), 8, "the highest pruned, not the newest kept");
+    assert_eq!(pruned_through(&instances, "c"), 0);
+    assert_eq!(store.receipts(host, Some("a"), 100).await.unwrap().len(), 10);
+    let b: Vec<u64> =
+        store.receipts(host, Some("b"), 100).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(b, [7]);
+
+    // A second pass finds nothing and lowers no watermark.
+    let again = store.prune(cutoff, 0, 100).await.unwrap();
+    assert_eq!((again.receipts, again.rollups), (0, 0));
+    assert_eq!(pruned_through(&store.instances(host).await.unwrap(), "a"), 1_030);
+}
+
+pub async fn prune_lets_commits_in_between_batches(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let old = 4_000;
+    receipts_at(store, host, "old", 1..=old, |seq| seq as i64).await;
+    let cutoff = 1_000_000;
+    let (stats, landed) = tokio::join!(store.prune(cutoff, 0, 20), async {
+        // Once the first batch has committed (its watermark is visible to readers)...
+        loop {
+            let instances = store.instances(host).await.unwrap();
+            if pruned_through(&instances, "old") > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // ...a commit waits for one batch at most, not for the whole prune.
+        let outcomes = commit(store, &[record(host, "live", 1, cutoff + 5)]).await;
+        assert_eq!(outcomes, [CommitOutcome::Stored]);
+        pruned_through(&store.instances(host).await.unwrap(), "old")
+    });
+    let stats = stats.unwrap();
+    assert_eq!(stats.receipts, old);
+    assert!(stats.batches > 100, "{stats:?}");
+    assert!(
+        landed > 0 && landed < old,
+        "the commit landed after {landed} of {old} receipts were pruned: not between batches"
+    );
+    assert_eq!(pruned_through(&store.instances(host).await.unwrap(), "old"), old);
+    assert_eq!(store.receipts(host, Some("live"), 10).await.unwrap().len(), 1);
 }
 
 pub async fn events_dedupe_and_goodbye(store: &dyn Store) {
@@ -274,7 +390,7 @@ pub async fn events_dedupe_and_goodbye(store: &dyn Store) {
     let row = store.get_host(host).await.unwrap().unwrap();
     assert_eq!(row.goodbye_reason.as_deref(), Some("reboot"));
     // A new report clears the goodbye.
-    store.commit_reports(&[record(host, "i1", 1, 10)]).await.unwrap();
+    commit(store, &[record(host, "i1", 1, 10)]).await;
     let row = store.get_host(host).await.unwrap().unwrap();
     assert_eq!(row.goodbye_reason, None);
     assert_eq!(row.last_seen_ms, Some(15));
@@ -613,6 +729,72 @@ pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dy
     assert_eq!(all[0].last_error.as_deref(), Some("HTTP 503"), "the last error stays visible");
 }
 
+pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store: &dyn Store) {
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 2_000).await.unwrap();
+    for item in store.pending_outbox(10).await.unwrap() {
+        let deliveries: Vec<NewDelivery> = ["hook", "gone"]
+            .iter()
+            .map(|receiver| NewDelivery {
+                event_id: format!("{}/{}", incident_number(id), item.timeline_id),
+                receiver: (*receiver).into(),
+                payload: "{}".into(),
+            })
+            .collect();
+        store.fan_out(item.id, id, &deliveries, 3_000).await.unwrap();
+    }
+    // The first event of each receiver is due; both are dead-lettered.
+    let due = store.due_deliveries(3_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
+    for d in &due {
+        let dead = DeliveryOutcome::DeadLetter { error: "HTTP 503".into(), at_ms: 10_000 };
+        store.record_delivery(d.id, &dead, 3_000).await.unwrap();
+    }
+    let counts = store.dead_letter_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            DeadLetterCount { receiver: "gone".into(), count: 1 },
+            DeadLetterCount { receiver: "hook".into(), count: 1 }
+        ]
+    );
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        due.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    assert!(dead.iter().all(|d| d.state == "dead_letter" && d.attempts == 1));
+    // Not due before its slow retry, and the later events wait behind it: order holds.
+    assert!(store.due_deliveries(9_999, 10).await.unwrap().is_empty());
+    let retried = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(
+        retried.iter().map(|d| d.id).collect::<Vec<_>>(),
+        dead.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+
+    // The receiver answers: delivered, and its next event comes due.
+    let (hook, gone) = (dead[0].id, dead[1].id);
+    store.record_delivery(hook, &DeliveryOutcome::Delivered, 10_000).await.unwrap();
+    let next = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(next.len(), 2);
+    assert_eq!((next[0].id, next[0].receiver.as_str()), (gone, "gone"));
+    assert_eq!(next[1].receiver, "hook");
+    assert!(next[1].id > hook);
+
+    // An operator drops the other: never due again, and its receiver's next event goes on.
+    assert!(matches!(store.drop_delivery(hook).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.drop_delivery(999_999).await, Err(StoreError::NotFound(_))));
+    let dropped = store.drop_delivery(gone).await.unwrap();
+    assert_eq!((dropped.id, dropped.state.as_str()), (gone, "dropped"));
+    assert!(matches!(store.drop_delivery(gone).await, Err(StoreError::Conflict(_))));
+    assert!(store.dead_letter_counts().await.unwrap().is_empty());
+    let next = store.due_deliveries(10_000, 10).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
+    assert!(next.iter().all(|d| d.state == "pending" && d.id != gone));
+}
+
 macro_rules! store_test_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -634,11 +816,14 @@ macro_rules! store_test_suite {
             case!(replace_hands_history_to_the_new_identity);
             case!(api_tokens_and_audit);
             case!(duplicates_are_acknowledged_and_ignored);
+            case!(a_poisoned_record_fails_alone);
             case!(a_reused_seq_with_other_content_is_a_conflict);
             case!(new_instance_is_stored_beside_old);
             case!(latest_report_is_newest_collected);
             case!(rollups_keep_min_avg_max_per_bucket);
             case!(prune_drops_only_old_rows);
+            case!(prune_runs_in_batches_and_keeps_the_highest_pruned_seq);
+            case!(prune_lets_commits_in_between_batches);
             case!(events_dedupe_and_goodbye);
             case!(incidents_are_one_per_fingerprint_and_reopen_within_the_window);
             case!(people_work_incidents_through_their_states);
@@ -648,6 +833,7 @@ macro_rules! store_test_suite {
             case!(the_lease_has_one_holder_until_it_expires);
             case!(contracts_round_trip_and_mark_incidents_for_the_sweep);
             case!(notifiable_changes_enter_the_outbox_and_deliver_in_order);
+            case!(dead_letters_are_retried_in_order_until_delivered_or_dropped);
         }
     };
 }
@@ -659,3 +845,29 @@ async fn open_sqlite() -> (tempfile::TempDir, sqlite::SqliteStore) {
 }
 
 store_test_suite!(sqlite_backend, open_sqlite());
+
+/// SQLite only: a store that cannot write (another process holds the database's write lock)
+/// fails the whole batch as unavailable, commits nothing, and no report is blamed for it.
+#[tokio::test]
+async fn sqlite_a_locked_store_fails_the_whole_batch_as_unavailable() {
+    use sqlx::Connection;
+    let (dir, store) = open_sqlite().await;
+    let host = enrolled(&store, "srv01").await;
+    // Wait 50 ms for the lock instead of 10 s.
+    sqlx::query("PRAGMA busy_timeout = 50").execute(&mut *store.write.lock().await).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("vigil.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let batch = [record(host, "i1", 1, 1_000), record(host, "i1", 2, 2_000)];
+    let err = store.commit_reports(&batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert!(store.receipts(host, None, 10).await.unwrap().is_empty());
+    // Once the lock is free the same batch commits whole.
+    assert_eq!(commit(&store, &batch).await, [CommitOutcome::Stored, CommitOutcome::Stored]);
+}
