@@ -148,13 +148,17 @@ impl Runner {
         })
     }
 
-    /// Every interval: collect, number, spool.
+    /// Every interval: collect, number, spool. The seq is persisted after the report is in
+    /// the spool: a crash in between leaves the spool's copy (its seq counts at the next
+    /// start), and a crash during the append leaves a cut-off record whose seq, never sent, is
+    /// given to the next report, so the collector sees no gap.
     async fn collect_report(&mut self) {
         let mut report = self.collector.collect().await;
         report.agent_instance = self.state.instance().to_owned();
-        report.seq = self.state.next_seq();
+        report.seq = self.state.last_seq() + 1;
         report.spool = Some(self.spool.status());
         self.spool_report(&report);
+        self.state.next_seq();
         tracing::debug!(seq = report.seq, spooled = self.spool.len(), "report collected");
     }
 

@@ -338,6 +338,16 @@ impl Agent {
 
     /// Starts an already enrolled agent.
     pub fn start(collector_url: &str, state_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(collector_url, state_dir, extra, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables for the agent process.
+    pub fn start_with_env(
+        collector_url: &str,
+        state_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = state_dir.with_extension(format!("agent-{}.log", unique()));
         let stderr = std::fs::File::create(&log).expect("log file");
         let config = state_dir.with_extension("agent.toml");
@@ -351,6 +361,7 @@ impl Agent {
             .arg(state_dir)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -102,6 +102,9 @@ pub struct Spool {
     disk_error: Option<String>,
     /// The highest acknowledged seq and the instance it belongs to, as last saved.
     acked: (String, u64),
+    /// For the crash tests only: pause this long in the middle of each append
+    /// (`VIGIL_TEST_SPOOL_WRITE_PAUSE_MS`), so a kill can land inside one.
+    test_pause: Option<std::time::Duration>,
 }
 
 impl Spool {
@@ -129,6 +132,10 @@ impl Spool {
             quarantined_total: 0,
             disk_error: None,
             acked: (String::new(), 0),
+            test_pause: std::env::var("VIGIL_TEST_SPOOL_WRITE_PAUSE_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(std::time::Duration::from_millis),
         };
         spool.load_counters();
         if let Err(err) = std::fs::create_dir_all(&spool.dir) {
@@ -507,6 +514,13 @@ impl Spool {
         };
         let segment = self.segments.get_mut(&id).expect("current segment");
         let offset = segment.len;
+        if let Some(pause) = self.test_pause {
+            let half = framed.len() / 2;
+            segment.file.write_all_at(&framed[..half], offset)?;
+            segment.file.sync_data()?;
+            tracing::warn!(offset, "test hook: spool write paused mid-record");
+            std::thread::sleep(pause);
+        }
         let written =
             segment.file.write_all_at(framed, offset).and_then(|()| segment.file.sync_data());
         if let Err(err) = written {

@@ -76,8 +76,10 @@ async fn run(
                 let count = |want: CommitOutcome| {
                     outcomes.iter().filter(|o| matches!(o, Ok(o) if *o == want)).count() as u64
                 };
-                let (stored, duplicates) =
-                    (count(CommitOutcome::Stored), count(CommitOutcome::Duplicate));
+                let (stored, duplicates) = (
+                    count(CommitOutcome::Stored),
+                    count(CommitOutcome::Duplicate) + count(CommitOutcome::Stale),
+                );
                 BatchCommitted {
                     stored,
                     duplicates,

@@ -491,7 +491,7 @@ impl Session {
                             kind: Some(collector_message::Kind::Ack(Ack {
                                 agent_instance: self.instance.clone(),
                                 seq,
-                                stale: false,
+                                stale: outcome == CommitOutcome::Stale,
                             })),
                         })
                     }

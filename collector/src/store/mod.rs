@@ -91,6 +91,10 @@ pub enum CommitOutcome {
     /// The seq is held with other content: the instance reused a seq (its state directory was
     /// restored). Not stored and not acknowledged; the agent must start a new instance.
     Conflict,
+    /// Older than the receipt window (the seq is at or below what retention pruned for the
+    /// instance, and no receipt is left): it may have been stored before, so it is not stored
+    /// again. Acknowledged as stale.
+    Stale,
 }
 
 /// A stored host with what the list view needs.

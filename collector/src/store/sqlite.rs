@@ -112,6 +112,30 @@ impl SqliteStore {
 
     async fn commit_one(tx: &mut SqliteConnection, r: &ReportRecord) -> StoreResult<CommitOutcome> {
         let host = r.host_id.to_string();
+        // A seq at or below what retention pruned, with no receipt left: it may have been
+        // stored before its receipt aged out, so it is not stored again.
+        let pruned: Option<i64> = sqlx::query_scalar(
+            "SELECT pruned_through_seq FROM agent_instances WHERE host_id = ? AND instance = ?",
+        )
+        .bind(&host)
+        .bind(&r.instance)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if pruned.is_some_and(|p| r.seq as i64 <= p) {
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM report_receipts WHERE host_id = ? AND instance = ? AND seq = ?",
+            )
+            .bind(&host)
+            .bind(&r.instance)
+            .bind(r.seq as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if held.is_none() {
+                return Ok(CommitOutcome::Stale);
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO report_receipts \
              (host_id, instance, seq, collected_at_ms, received_at_ms, replayed, digest) \

@@ -241,6 +241,32 @@ pub async fn a_reused_seq_with_other_content_is_a_conflict(store: &dyn Store) {
     assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2, "the conflict is not counted");
 }
 
+pub async fn a_replay_older_than_the_receipt_window_is_stale_not_stored_twice(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let old: Vec<ReportRecord> =
+        (1..=3).map(|seq| record(host, "i1", seq, 1_000 + seq as i64)).collect();
+    commit(store, &old).await;
+    // Receipts 1 and 2 age out (received at 1 006 and 1 007); 3 is newer than the cutoff.
+    store.prune(1_008, 0, 100).await.unwrap();
+    assert_eq!(store.receipts(host, Some("i1"), 10).await.unwrap().len(), 1);
+    let again = [old[0].clone(), old[1].clone(), old[2].clone(), record(host, "i1", 4, 5_000)];
+    let outcomes = commit(store, &again).await;
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Stale,
+            CommitOutcome::Stale,
+            CommitOutcome::Duplicate,
+            CommitOutcome::Stored
+        ]
+    );
+    let rollups = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
+    assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 4, "each report counted once");
+    let seqs: Vec<u64> =
+        store.receipts(host, Some("i1"), 10).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [3, 4], "a stale replay leaves no receipt behind");
+}
+
 pub async fn new_instance_is_stored_beside_old(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
     commit(store, &[record(host, "old", 1, 1_000)]).await;
@@ -818,6 +844,7 @@ macro_rules! store_test_suite {
             case!(duplicates_are_acknowledged_and_ignored);
             case!(a_poisoned_record_fails_alone);
             case!(a_reused_seq_with_other_content_is_a_conflict);
+            case!(a_replay_older_than_the_receipt_window_is_stale_not_stored_twice);
             case!(new_instance_is_stored_beside_old);
             case!(latest_report_is_newest_collected);
             case!(rollups_keep_min_avg_max_per_bucket);
