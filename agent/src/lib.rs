@@ -4,6 +4,7 @@
 //! certificate [`enroll`] obtains and renews and [`identity`] keeps on disk.
 
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod enroll;
 pub mod facts;

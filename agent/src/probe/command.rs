@@ -1,6 +1,5 @@
-//! Running an external tool (smartctl, ipmitool), and the clock the probes that call one
-//! schedule themselves by; both behind traits so tests serve fixture files and move time by
-//! hand.
+//! Running an external tool (smartctl, ipmitool), behind a trait so tests serve fixture files
+//! instead. (The "now" the probes that call one schedule themselves by is [`crate::clock`]'s.)
 //!
 //! [`DirectCommand`] runs the configured binary directly (no shell: every argument is passed as
 //! it is), with stdin closed, stdout and stderr read by helper threads (so a large output cannot
@@ -46,21 +45,6 @@ pub enum RunError {
     /// Anything else: spawn failed otherwise, killed by a signal, unreadable output.
     #[error("{0}")]
     Failed(String),
-}
-
-/// The time now; injectable so the probe's interval logic is tested without sleeping.
-pub trait Clock: Send {
-    fn now(&self) -> Instant;
-}
-
-/// [`Instant::now`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
 }
 
 /// Most stdout kept from one call; smartctl `-a` prints tens of KiB. Beyond this the pipe is
@@ -209,14 +193,14 @@ fn kill_and_reap(mut child: Child, name: &str) {
 }
 
 /// Test doubles for probes that run a tool: a runner answering command lines from a table and
-/// recording every call, and a clock the test moves.
+/// recording every call, and a way to see what they logged.
 #[cfg(test)]
 pub(crate) mod testing {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use super::{Clock, CommandRunner, RunError, RunOutput};
+    use super::{CommandRunner, RunError, RunOutput};
 
     /// Answers each command line (args joined by spaces) with a prepared output or error, and
     /// records every call. Every call must be bounded by `expected_timeout`.
@@ -282,25 +266,6 @@ pub(crate) mod testing {
         tracing::subscriber::with_default(subscriber, f);
         let bytes = buffer.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
-    }
-
-    /// A clock that only moves when the test says so.
-    #[derive(Clone)]
-    pub(crate) struct FakeClock(Arc<Mutex<Instant>>);
-
-    impl FakeClock {
-        pub(crate) fn new() -> Self {
-            Self(Arc::new(Mutex::new(Instant::now())))
-        }
-        pub(crate) fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
     }
 }
 

@@ -19,7 +19,7 @@
 //! Rates need two samples, so the probe keeps the previous one with the instant it was taken.
 //! The first run (and a device that was not in the previous sample) has no rates: unlike the
 //! CPU probe, this one does not wait for a second sample. The time between samples comes from
-//! an injectable clock so tests are exact. The kernel prints the time counters as 32-bit
+//! an injectable [`Clock`] so tests are exact. The kernel prints the time counters as 32-bit
 //! milliseconds (they wrap after ~49.7 days of busy time), and a device that is removed and
 //! re-created restarts from 0: when any counter of a device went backwards, that device has no
 //! rates for that run, never a negative or an absurd one.
@@ -30,24 +30,22 @@ use std::time::Instant;
 use vigil_proto::v1::{self, DiskIoData, probe_result};
 
 use super::{Probe, ProbeError, cpu};
+use crate::clock::{Clock, SystemClock};
 use crate::read;
 use crate::root::HostRoot;
 
 /// Bytes per diskstats sector, whatever the device's own sector size.
 const SECTOR_BYTES: u64 = 512;
 
-/// Where the probe gets "now" from; the real monotonic clock unless a test injects one.
-pub type Now = Box<dyn Fn() -> Instant + Send>;
-
 /// The disk I/O probe; keeps the previous `/proc/diskstats` sample and when it was taken.
 pub struct DiskIo {
     previous: Option<Sample>,
-    now: Now,
+    clock: Box<dyn Clock>,
 }
 
 impl Default for DiskIo {
     fn default() -> Self {
-        Self::with_clock(Box::new(Instant::now))
+        Self::with_clock(Box::new(SystemClock))
     }
 }
 
@@ -58,9 +56,9 @@ impl std::fmt::Debug for DiskIo {
 }
 
 impl DiskIo {
-    /// A probe that reads the time between samples from `now` instead of the real clock.
-    pub fn with_clock(now: Now) -> Self {
-        Self { previous: None, now }
+    /// A probe that reads the time between samples from `clock` instead of the system clock.
+    pub fn with_clock(clock: Box<dyn Clock>) -> Self {
+        Self { previous: None, clock }
     }
 }
 
@@ -79,7 +77,7 @@ impl Probe for DiskIo {
     fn collect(&mut self, root: &HostRoot) -> Result<probe_result::Data, ProbeError> {
         let path = root.proc("diskstats");
         let text = read::read_string(&path).map_err(|err| ProbeError::from_read(root, &err))?;
-        let at = (self.now)();
+        let at = self.clock.now();
         let stats = select(parse_diskstats(&text), sys_block(root).as_ref());
 
         let previous = self.previous.take();
@@ -274,10 +272,10 @@ fn is_partition_of(name: &str, parent: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
+    use crate::clock::testing::FakeClock;
 
     fn fixture(tree: &str) -> HostRoot {
         HostRoot::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(tree))
@@ -291,23 +289,6 @@ mod tests {
         match probe.collect(root) {
             Ok(probe_result::Data::DiskIo(data)) => data,
             other => panic!("{other:?}"),
-        }
-    }
-
-    /// A clock that only moves when the test says so.
-    #[derive(Clone)]
-    struct FakeClock(Arc<Mutex<Instant>>);
-
-    impl FakeClock {
-        fn new() -> Self {
-            Self(Arc::new(Mutex::new(Instant::now())))
-        }
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-        fn probe(&self) -> DiskIo {
-            let clock = self.clone();
-            DiskIo::with_clock(Box::new(move || *clock.0.lock().unwrap()))
         }
     }
 
@@ -433,7 +414,7 @@ mod tests {
         );
         let root = HostRoot::new(dir.path().to_path_buf());
         let clock = FakeClock::new();
-        let mut probe = clock.probe();
+        let mut probe = DiskIo::with_clock(Box::new(clock.clone()));
 
         let first = collect(&mut probe, &root);
         assert_eq!(first.disks[0].utilization_ratio, None);
@@ -473,7 +454,7 @@ mod tests {
         let dir = tree("8 0 sda 100 0 800 500 50 0 400 1000 0 700 0\n");
         let root = HostRoot::new(dir.path().to_path_buf());
         let clock = FakeClock::new();
-        let mut probe = clock.probe();
+        let mut probe = DiskIo::with_clock(Box::new(clock.clone()));
         collect(&mut probe, &root);
 
         // Re-created device: counters restart from (near) zero.
@@ -519,7 +500,7 @@ mod tests {
         let dir = tree("8 0 sda 1 0 8 1 0 0 0 0 0 1 0\n");
         let root = HostRoot::new(dir.path().to_path_buf());
         let clock = FakeClock::new();
-        let mut probe = clock.probe();
+        let mut probe = DiskIo::with_clock(Box::new(clock.clone()));
         collect(&mut probe, &root);
         std::fs::write(
             dir.path().join("proc/diskstats"),

@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 use vigil_proto::v1::{IpmiData, IpmiEvent, probe_result};
 
 use super::{Probe, ProbeError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::IpmiConfig;
 use crate::root::HostRoot;
 
-pub use super::command::{Clock, CommandRunner, DirectCommand, RunError, RunOutput, SystemClock};
+pub use super::command::{CommandRunner, DirectCommand, RunError, RunOutput};
 pub use parse::{MAX_STRING, is_no_device, parse_sdr_elist, parse_sel_elist};
 
 /// Most SEL entries reported by the first run.

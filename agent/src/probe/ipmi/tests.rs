@@ -48,7 +48,7 @@ impl CommandRunner for FakeRunner {
     }
 }
 
-use crate::probe::command::testing::FakeClock;
+use crate::clock::testing::FakeClock;
 
 fn config() -> IpmiConfig {
     IpmiConfig {

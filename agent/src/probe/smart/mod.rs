@@ -16,9 +16,9 @@
 //! runs on whatever [`HostRoot`] says (in a container: the devices passed into it).
 //!
 //! Parsing is pure and separate ([`parse_device`], [`parse_scan`], fuzzed by
-//! `fuzz/fuzz_targets/parse_smartctl.rs`); running smartctl and the clock sit behind
-//! [`SmartctlRunner`] and [`Clock`] (from the shared `probe::command`, which IPMI uses too) so
-//! tests serve fixture files and move time by hand.
+//! `fuzz/fuzz_targets/parse_smartctl.rs`); running smartctl sits behind [`SmartctlRunner`]
+//! (the shared `probe::command`, which IPMI uses too) and "now" behind [`Clock`], so tests
+//! serve fixture files and move time by hand.
 
 mod parse;
 
@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 use vigil_proto::v1::{SmartData, SmartDevice, probe_result};
 
 use super::{Probe, ProbeError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::SmartConfig;
 use crate::root::HostRoot;
 
 pub use super::command::{
-    Clock, CommandRunner as SmartctlRunner, DirectCommand as SmartctlCommand, RunError, RunOutput,
-    SystemClock,
+    CommandRunner as SmartctlRunner, DirectCommand as SmartctlCommand, RunError, RunOutput,
 };
 pub use parse::{ScanEntry, parse_device, parse_scan};
 
@@ -332,7 +332,7 @@ mod tests {
         }
     }
 
-    use crate::probe::command::testing::FakeClock;
+    use crate::clock::testing::FakeClock;
 
     fn config() -> SmartConfig {
         SmartConfig {
