@@ -1,5 +1,6 @@
 //! Running an external tool (smartctl, ipmitool), behind a trait so tests serve fixture files
-//! instead. (The "now" the probes that call one schedule themselves by is [`crate::clock`]'s.)
+//! instead. When the probes that call one run it is decided by `probe::cadence`, on "now" from
+//! [`crate::clock`].
 //!
 //! [`DirectCommand`] runs the configured binary directly (no shell: every argument is passed as
 //! it is), with stdin closed, stdout and stderr read by helper threads (so a large output cannot

@@ -13,6 +13,7 @@
 //! state it keeps between runs, goes back into the slot. At most one call per probe is ever in
 //! flight, so a stuck source costs one thread, not one per cycle.
 
+pub(crate) mod cadence;
 pub(crate) mod clock;
 pub mod command;
 pub(crate) mod cpu;

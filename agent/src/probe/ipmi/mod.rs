@@ -21,15 +21,17 @@
 //! cleared; all of its entries are new (at most [`MAX_EVENTS`] per run, the newest).
 //!
 //! A host without ipmitool, or without a BMC, is `Unavailable`: logged once, retried once per
-//! interval. ipmitool talks to the running kernel's device, so under a non-live `--root` it is
-//! not run at all.
+//! interval (the schedule and that log are the shared `probe::cadence`, which SMART uses too).
+//! ipmitool talks to the running kernel's device, so under a non-live `--root` it is not run at
+//! all.
 
 mod parse;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vigil_proto::v1::{IpmiData, IpmiEvent, probe_result};
 
+use super::cadence::{Cadence, RunEnd};
 use super::{Probe, ProbeError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::IpmiConfig;
@@ -51,21 +53,18 @@ pub struct Ipmi {
     config: IpmiConfig,
     runner: Box<dyn CommandRunner>,
     clock: Box<dyn Clock>,
-    /// When the last run started; `None` before the first.
-    last_run: Option<Instant>,
+    cadence: Cadence,
     /// What the last run ended with; its events are handed out once.
     last: Outcome,
     /// The highest SEL record id seen; `None` until the SEL was first read.
     highest_event: Option<u32>,
-    /// "Unavailable" has been logged since ipmitool last worked.
-    unavailable_logged: bool,
 }
 
 impl std::fmt::Debug for Ipmi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ipmi")
             .field("config", &self.config)
-            .field("last_run", &self.last_run)
+            .field("cadence", &self.cadence)
             .field("last", &self.last)
             .field("highest_event", &self.highest_event)
             .finish_non_exhaustive()
@@ -77,6 +76,16 @@ enum Outcome {
     Data(IpmiData),
     Unavailable(String),
     Failed(String),
+}
+
+impl Outcome {
+    fn end(&self) -> RunEnd<'_> {
+        match self {
+            Self::Data(_) => RunEnd::Data,
+            Self::Unavailable(reason) => RunEnd::Unavailable(reason),
+            Self::Failed(_) => RunEnd::Failed,
+        }
+    }
 }
 
 impl Ipmi {
@@ -92,14 +101,14 @@ impl Ipmi {
         runner: Box<dyn CommandRunner>,
         clock: Box<dyn Clock>,
     ) -> Self {
+        let cadence = Cadence::new("ipmi", "IPMI", config.interval);
         Self {
             config,
             runner,
             clock,
-            last_run: None,
+            cadence,
             last: Outcome::Failed("not run yet".to_owned()),
             highest_event: None,
-            unavailable_logged: false,
         }
     }
 
@@ -181,13 +190,6 @@ impl Ipmi {
             cut(message)
         )))
     }
-
-    /// A new reading is due: none yet, or the last is `interval` old.
-    fn due(&self, now: Instant) -> bool {
-        self.last_run.is_none_or(|last| {
-            now.checked_duration_since(last).is_none_or(|since| since >= self.config.interval)
-        })
-    }
 }
 
 /// At most [`MAX_STRING`] bytes of a message taken from ipmitool.
@@ -207,7 +209,7 @@ impl Probe for Ipmi {
     /// A due run calls ipmitool twice, each bounded by the configured timeout; between runs
     /// the cached reading returns at once.
     fn timeout(&self) -> Option<Duration> {
-        if !self.config.enabled || !self.due(self.clock.now()) {
+        if !self.config.enabled || !self.cadence.due(self.clock.now()) {
             return None;
         }
         Some(self.config.timeout.saturating_mul(2).min(Duration::from_secs(600)))
@@ -222,7 +224,7 @@ impl Probe for Ipmi {
             return Err(ProbeError::Unavailable("ipmitool is not run under --root".to_owned()));
         }
         let now = self.clock.now();
-        if !self.due(now) {
+        if !self.cadence.due(now) {
             return match &self.last {
                 // Events were reported by the run that found them.
                 Outcome::Data(data) => Ok(probe_result::Data::Ipmi(IpmiData {
@@ -233,21 +235,9 @@ impl Probe for Ipmi {
                 Outcome::Failed(reason) => Err(ProbeError::Failed(reason.clone())),
             };
         }
-        self.last_run = Some(now);
+        self.cadence.ran(now);
         self.last = self.run();
-        match &self.last {
-            Outcome::Unavailable(reason) if !self.unavailable_logged => {
-                self.unavailable_logged = true;
-                tracing::info!(
-                    probe = "ipmi",
-                    %reason,
-                    retry = %humantime::format_duration(self.config.interval),
-                    "IPMI unavailable; retrying once per interval"
-                );
-            }
-            Outcome::Data(_) => self.unavailable_logged = false,
-            Outcome::Unavailable(_) | Outcome::Failed(_) => {}
-        }
+        self.cadence.ended(self.last.end());
         match &self.last {
             Outcome::Data(data) => Ok(probe_result::Data::Ipmi(data.clone())),
             Outcome::Unavailable(reason) => Err(ProbeError::Unavailable(reason.clone())),

@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use vigil_proto::v1::IpmiSensor;
 
 use super::*;

@@ -18,14 +18,16 @@
 //! Parsing is pure and separate ([`parse_device`], [`parse_scan`], fuzzed by
 //! `fuzz/fuzz_targets/parse_smartctl.rs`); running smartctl sits behind [`SmartctlRunner`]
 //! (the shared `probe::command`, which IPMI uses too) and "now" behind [`Clock`], so tests
-//! serve fixture files and move time by hand.
+//! serve fixture files and move time by hand. The schedule and the once-only "unavailable"
+//! log are the shared `probe::cadence`, which IPMI uses too.
 
 mod parse;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vigil_proto::v1::{SmartData, SmartDevice, probe_result};
 
+use super::cadence::{Cadence, RunEnd};
 use super::{Probe, ProbeError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::SmartConfig;
@@ -41,19 +43,16 @@ pub struct Smart {
     config: SmartConfig,
     runner: Box<dyn SmartctlRunner>,
     clock: Box<dyn Clock>,
-    /// When the last run started; `None` before the first.
-    last_run: Option<Instant>,
+    cadence: Cadence,
     /// What the last run ended with, returned until the next.
     last: Outcome,
-    /// "Unavailable" has been logged since smartctl last worked.
-    unavailable_logged: bool,
 }
 
 impl std::fmt::Debug for Smart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Smart")
             .field("config", &self.config)
-            .field("last_run", &self.last_run)
+            .field("cadence", &self.cadence)
             .field("last", &self.last)
             .finish_non_exhaustive()
     }
@@ -75,6 +74,14 @@ impl Outcome {
             Self::Failed(reason) => Err(ProbeError::Failed(reason.clone())),
         }
     }
+
+    fn end(&self) -> RunEnd<'_> {
+        match self {
+            Self::Data(_) => RunEnd::Data,
+            Self::Unavailable(reason) => RunEnd::Unavailable(reason),
+            Self::Failed(_) => RunEnd::Failed,
+        }
+    }
 }
 
 impl Smart {
@@ -90,14 +97,8 @@ impl Smart {
         runner: Box<dyn SmartctlRunner>,
         clock: Box<dyn Clock>,
     ) -> Self {
-        Self {
-            config,
-            runner,
-            clock,
-            last_run: None,
-            last: Outcome::Failed("not run yet".to_owned()),
-            unavailable_logged: false,
-        }
+        let cadence = Cadence::new("smart", "SMART", config.interval);
+        Self { config, runner, clock, cadence, last: Outcome::Failed("not run yet".to_owned()) }
     }
 
     /// One full run: scan, then every device.
@@ -226,15 +227,6 @@ fn unread(entry: &ScanEntry, error: String) -> SmartDevice {
     }
 }
 
-impl Smart {
-    /// A new reading is due: none yet, or the last is `interval` old.
-    fn due(&self, now: Instant) -> bool {
-        self.last_run.is_none_or(|last| {
-            now.checked_duration_since(last).is_none_or(|since| since >= self.config.interval)
-        })
-    }
-}
-
 impl Probe for Smart {
     fn name(&self) -> &'static str {
         "smart"
@@ -243,7 +235,7 @@ impl Probe for Smart {
     /// A due run calls smartctl once to scan and once per disk, each bounded by the configured
     /// timeout; between runs the cached reading returns at once.
     fn timeout(&self) -> Option<Duration> {
-        if !self.config.enabled || !self.due(self.clock.now()) {
+        if !self.config.enabled || !self.cadence.due(self.clock.now()) {
             return None;
         }
         let disks = match &self.last {
@@ -263,22 +255,10 @@ impl Probe for Smart {
             return Err(ProbeError::Unavailable("smartctl is not run under --root".to_owned()));
         }
         let now = self.clock.now();
-        if self.due(now) {
-            self.last_run = Some(now);
+        if self.cadence.due(now) {
+            self.cadence.ran(now);
             self.last = self.run();
-            match &self.last {
-                Outcome::Unavailable(reason) if !self.unavailable_logged => {
-                    self.unavailable_logged = true;
-                    tracing::info!(
-                        probe = "smart",
-                        %reason,
-                        retry = %humantime::format_duration(self.config.interval),
-                        "SMART unavailable; retrying once per interval"
-                    );
-                }
-                Outcome::Data(_) => self.unavailable_logged = false,
-                Outcome::Unavailable(_) | Outcome::Failed(_) => {}
-            }
+            self.cadence.ended(self.last.end());
         }
         self.last.to_result()
     }
