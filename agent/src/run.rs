@@ -334,8 +334,9 @@ impl Runner {
         );
         for mut report in held {
             report.agent_instance = self.state.instance().to_owned();
-            report.seq = self.state.next_seq();
+            report.seq = self.state.last_seq() + 1;
             self.spool_report(&report);
+            self.state.next_seq();
         }
         self.hello.previous_instance = old;
         // The collector bounds Hello fields at 256 bytes.
@@ -415,8 +416,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     }
     for mut report in earlier {
         report.agent_instance = state.instance().to_owned();
-        report.seq = state.next_seq();
+        report.seq = state.last_seq() + 1;
         spool.push(&report);
+        state.next_seq();
     }
     let mut collector = Collector::new(root, config.probe_timeout, &config.probes_config());
     let first_facts = collector.facts().await;

@@ -47,9 +47,10 @@ pub fn replica_id(data_dir: &Path) -> std::io::Result<String> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         Ok(_) | Err(_) => {
             let id = uuid::Uuid::new_v4().to_string();
-            let tmp = data_dir.join(".replica.id.tmp");
-            std::fs::write(&tmp, format!("{id}\n"))?;
-            std::fs::rename(&tmp, &path)?;
+            // Durable (temporary file, fsync, rename, directory fsync): a replica that came
+            // back after a power cut with another id would wait out its own lease.
+            vigil_tls::pem::write_file(&path, format!("{id}\n").as_bytes(), 0o644)
+                .map_err(std::io::Error::other)?;
             Ok(id)
         }
     }

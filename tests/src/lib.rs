@@ -260,6 +260,24 @@ impl Collector {
         }
     }
 
+    /// The seqs of `instance` with a receipt on `host`, asserting that none has two.
+    pub async fn receipts_once(
+        &self,
+        host: &str,
+        instance: &str,
+    ) -> std::collections::BTreeSet<u64> {
+        let path = format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000");
+        let list: Vec<u64> = self.get(&path).await["receipts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["seq"].as_u64())
+            .collect();
+        let set: std::collections::BTreeSet<u64> = list.iter().copied().collect();
+        assert_eq!(set.len(), list.len(), "a seq of {instance} was stored twice: {list:?}");
+        set
+    }
+
     /// The seqs of `instance` that have a receipt on `host`.
     pub async fn receipt_seqs(
         &self,
@@ -482,4 +500,58 @@ pub async fn host_events(collector: &Collector, host: &str, kind: &str) -> Vec<V
         .filter(|e| e["kind"] == kind)
         .cloned()
         .collect()
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+pub struct SmallDisk {
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` at `path`, or says why it cannot (not root, no mount).
+    pub fn mount(path: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Self { path: path.to_owned() })
+    }
+
+    /// [`SmallDisk::mount`], or `None` after a loud skip message for `test` when this machine
+    /// cannot mount (not root); with `VIGIL_REQUIRE_EXTERNAL=1` that is a failure instead.
+    pub fn mount_or_skip(path: &Path, size: &str, test: &str) -> Option<Self> {
+        match Self::mount(path, size) {
+            Ok(disk) => Some(disk),
+            Err(why) => {
+                assert!(
+                    std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+                    "a tmpfs is required here (VIGIL_REQUIRE_EXTERNAL=1) but cannot be mounted: {why}"
+                );
+                eprintln!("SKIPPED {test}: {why} (mounting a tmpfs needs root)");
+                None
+            }
+        }
+    }
+
+    /// Writes zeros into a file until the disk is full.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }

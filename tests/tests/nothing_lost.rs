@@ -168,3 +168,44 @@ async fn an_agent_moves_to_the_next_collector_with_no_gap_and_no_duplicate() {
     let log = agent.proc.log_text();
     assert!(log.contains(&format!("connected to collector {}", second.grpc_url())), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_report_after_a_start_is_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&tmp.path().join("data"), None, &[]);
+    let state = tmp.path().join("agent");
+    let mut agent = Agent::enroll_and_start(&collector, &state, &[]).await;
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+    collector
+        .wait_for("two reports", Duration::from_secs(30), async |c| {
+            c.receipt_seqs(&host, &instance).await.contains(&2).then_some(())
+        })
+        .await;
+    // A clean restart with nothing waiting: the reports after it were never late.
+    assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
+    let before = agent.last_seq();
+    let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
+    collector
+        .wait_for("two reports after the restart", Duration::from_secs(30), async |c| {
+            c.receipt_seqs(&host, &instance).await.contains(&(before + 2)).then_some(())
+        })
+        .await;
+    assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
+    let got = receipts(&collector, &host, &instance).await;
+    let late: Vec<u64> =
+        got.iter().filter(|r| r["replayed"] == true).map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(late.is_empty(), "reports that never waited for a connection are live: {late:?}");
+    let events = collector.get(&format!("/api/v1/hosts/{host}")).await["events"].clone();
+    let disconnected = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["detail"].as_str().is_some_and(|d| d.contains("while disconnected")))
+        .count();
+    assert_eq!(
+        disconnected, 0,
+        "no 'while disconnected' events for a host that never was: {events:#}"
+    );
+}

@@ -5,24 +5,9 @@
 //! the README's test command and run by CI after it (`cargo test -p vigil-e2e --test soak --
 //! --ignored`).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use vigil_e2e::{Agent, Collector, first_reported_host};
-
-/// The seqs of `instance` with a receipt, asserting that none has two.
-async fn receipts_once(collector: &Collector, host: &str, instance: &str) -> BTreeSet<u64> {
-    let path = format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000");
-    let list: Vec<u64> = collector.get(&path).await["receipts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["seq"].as_u64())
-        .collect();
-    let set: BTreeSet<u64> = list.iter().copied().collect();
-    assert_eq!(set.len(), list.len(), "a seq of {instance} was stored twice: {list:?}");
-    set
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: 20 collector crashes take about a minute"]
@@ -53,7 +38,7 @@ async fn twenty_collector_crashes_under_three_agents_lose_nothing() {
     }
     for agent in &agents {
         let last = agent.last_seq();
-        let got = receipts_once(&collector, &agent.host_id(), &agent.instance()).await;
+        let got = collector.receipts_once(&agent.host_id(), &agent.instance()).await;
         assert_eq!(got, (1..=last).collect(), "agent {} lost reports", agent.host_id());
         assert!(last >= 15, "the agent kept reporting through the crashes ({last} reports)");
     }
@@ -98,7 +83,7 @@ async fn a_hundred_agent_crashes_half_in_a_spool_write_lose_nothing() {
     assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
     assert_eq!(agent.instance(), instance, "crashes never cost the instance");
     let last = agent.last_seq();
-    let got = receipts_once(&collector, &host, &instance).await;
+    let got = collector.receipts_once(&host, &instance).await;
     assert_eq!(got, (1..=last).collect(), "every seq the agent made arrived once");
     assert_eq!(torn, 50);
 }

@@ -10,21 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_e2e::{Agent, Collector, copy_tree, first_reported_host, host_events};
-
-/// The seqs of `instance` with a receipt, asserting that none has two.
-async fn receipts_once(collector: &Collector, host: &str, instance: &str) -> BTreeSet<u64> {
-    let path = format!("/api/v1/hosts/{host}/receipts?instance={instance}&limit=100000");
-    let list: Vec<u64> = collector.get(&path).await["receipts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["seq"].as_u64())
-        .collect();
-    let set: BTreeSet<u64> = list.iter().copied().collect();
-    assert_eq!(set.len(), list.len(), "a seq of {instance} was stored twice: {list:?}");
-    set
-}
+use vigil_e2e::{Agent, Collector, SmallDisk, copy_tree, first_reported_host, host_events};
 
 /// Where each record of the agent's spool sits: (seq, segment, offset, length), read the way
 /// the spool lays records out (28-byte headers, the seq at 8, the body length at 16).
@@ -116,7 +102,7 @@ async fn damaged_spool_records_are_quarantined_and_every_other_report_arrives() 
     let first_new = agent.last_seq() + 1;
     collector
         .wait_for("reports after the restart", Duration::from_secs(30), async |c| {
-            let got = receipts_once(c, &host, &instance).await;
+            let got = c.receipts_once(&host, &instance).await;
             (got.contains(&(first_new + 1)) && agent.spooled() == 0).then_some(())
         })
         .await;
@@ -130,7 +116,7 @@ async fn damaged_spool_records_are_quarantined_and_every_other_report_arrives() 
     assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
     let last = agent.last_seq();
 
-    let got = receipts_once(&collector, &host, &instance).await;
+    let got = collector.receipts_once(&host, &instance).await;
     let expected: BTreeSet<u64> = (1..=last).filter(|s| !damaged.contains(s)).collect();
     assert_eq!(got, expected, "every intact report arrives once, the damaged ones never");
     let quarantined = std::fs::read_dir(state.join("spool/quarantine")).unwrap().count();
@@ -165,12 +151,12 @@ async fn a_state_directory_restored_from_a_snapshot_loses_nothing_and_says_why()
     let mut agent = Agent::start(&collector.grpc_url(), &state, &[]);
     collector
         .wait_for("ten reports after the snapshot", Duration::from_secs(40), async |c| {
-            let got = receipts_once(c, &host, &old).await;
+            let got = c.receipts_once(&host, &old).await;
             got.contains(&(snapshot_seq + 10)).then_some(())
         })
         .await;
     agent.proc.kill();
-    let held_before_restore = receipts_once(&collector, &host, &old).await;
+    let held_before_restore = collector.receipts_once(&host, &old).await;
 
     // The snapshot is restored while the collector is away, and the agent collects new
     // reports under seqs the collector already holds with other content.
@@ -195,19 +181,19 @@ async fn a_state_directory_restored_from_a_snapshot_loses_nothing_and_says_why()
     let new = agent.instance();
     collector
         .wait_for("the new instance's reports", Duration::from_secs(30), async |c| {
-            let got = receipts_once(c, &host, &new).await;
+            let got = c.receipts_once(&host, &new).await;
             (got.len() >= 4 && agent.spooled() == 0).then_some(())
         })
         .await;
     assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
 
     // Nothing the collector had acknowledged was replaced or dropped.
-    let old_after = receipts_once(&collector, &host, &old).await;
+    let old_after = collector.receipts_once(&host, &old).await;
     assert!(old_after.is_superset(&held_before_restore), "acknowledged reports of {old} lost");
     let old_max = *old_after.last().unwrap();
     assert_eq!(old_after, (1..=old_max).collect(), "no gap in {old}");
     // Everything collected after the restore arrived once, under the new instance.
-    let new_got = receipts_once(&collector, &host, &new).await;
+    let new_got = collector.receipts_once(&host, &new).await;
     assert_eq!(new_got, (1..=agent.last_seq()).collect(), "no gap in {new}");
     let receipts: Vec<Value> = collector
         .get(&format!("/api/v1/hosts/{host}/receipts?instance={old}&limit=100000"))
@@ -240,62 +226,16 @@ fn now_ms() -> i64 {
         .unwrap()
 }
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct SmallDisk {
-    path: PathBuf,
-}
-
-impl SmallDisk {
-    /// Mounts a tmpfs of `size` at `path`, or says why it cannot (not root, no mount).
-    fn mount(path: &Path, size: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(path)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        }
-        Ok(Self { path: path.to_owned() })
-    }
-
-    /// Writes zeros into a file until the disk is full.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.path.join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        let _ = file.sync_all();
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
     let tmp = tempfile::tempdir().unwrap();
     // The state directory is the small disk itself; the agent's log stays outside it, as a
     // journal would.
     let state = tmp.path().join("agent");
-    let disk = match SmallDisk::mount(&state, "4m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            assert!(
-                std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-                "a tmpfs is required here (VIGIL_REQUIRE_EXTERNAL=1) but cannot be mounted: {why}"
-            );
-            eprintln!(
-                "SKIPPED a_full_disk_keeps_the_agent_reporting_from_memory: {why} (run as root)"
-            );
-            return;
-        }
+    let Some(disk) =
+        SmallDisk::mount_or_skip(&state, "4m", "a_full_disk_keeps_the_agent_reporting_from_memory")
+    else {
+        return;
     };
     let data = tmp.path().join("data");
     let mut collector = Collector::start(&data, None, &[]);
@@ -359,12 +299,12 @@ async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
     let back_seq = agent.last_seq();
     collector
         .wait_for("reports after the disk recovered", Duration::from_secs(30), async |c| {
-            receipts_once(c, &host, &instance).await.contains(&(back_seq + 1)).then_some(())
+            c.receipts_once(&host, &instance).await.contains(&(back_seq + 1)).then_some(())
         })
         .await;
     assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
     let last = agent.last_seq();
-    let got = receipts_once(&collector, &host, &instance).await;
+    let got = collector.receipts_once(&host, &instance).await;
     assert_eq!(got, (1..=last).collect(), "every report arrives once");
     assert!(seq_while_full >= on_disk as u64);
 }
@@ -372,16 +312,12 @@ async fn a_full_disk_keeps_the_agent_reporting_from_memory() {
 #[test]
 fn a_log_on_a_full_disk_does_not_stop_the_agent() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(&tmp.path().join("logs"), "64k") {
-        Ok(disk) => disk,
-        Err(why) => {
-            assert!(
-                std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-                "a tmpfs is required here (VIGIL_REQUIRE_EXTERNAL=1) but cannot be mounted: {why}"
-            );
-            eprintln!("SKIPPED a_log_on_a_full_disk_does_not_stop_the_agent: {why} (run as root)");
-            return;
-        }
+    let Some(disk) = SmallDisk::mount_or_skip(
+        &tmp.path().join("logs"),
+        "64k",
+        "a_log_on_a_full_disk_does_not_stop_the_agent",
+    ) else {
+        return;
     };
     disk.fill();
     let log = std::fs::File::create(disk.path.join("agent.log")).unwrap();

@@ -228,6 +228,8 @@ struct Session {
     host: HostId,
     instance: String,
     interval_seconds: u32,
+    /// The instance's retention watermark when the stream opened (see `CommitOutcome::Stale`).
+    pruned_through_seq: u64,
     out: mpsc::Sender<Result<CollectorMessage, Status>>,
     host_metrics: crate::exporter::HostMetrics,
 }
@@ -282,11 +284,11 @@ impl ingest_server::Ingest for IngestService {
         }
         .emit();
 
-        let highest_seq = match self.store.instances(host).await {
+        let (highest_seq, pruned_through_seq) = match self.store.instances(host).await {
             Ok(instances) => instances
                 .iter()
                 .find(|i| i.instance == hello.agent_instance)
-                .map_or(0, |i| i.max_seq),
+                .map_or((0, 0), |i| (i.max_seq, i.pruned_through_seq)),
             Err(err) => {
                 ReportRejected {
                     reason: RejectReason::StoreUnavailable,
@@ -315,6 +317,7 @@ impl ingest_server::Ingest for IngestService {
             host,
             instance: hello.agent_instance.clone(),
             interval_seconds: hello.interval_seconds.clamp(1, 86_400),
+            pruned_through_seq,
             out,
             host_metrics: self.host_metrics.clone(),
         });
@@ -466,6 +469,7 @@ impl IngestService {
             series: readings::series(&report),
             encoded,
             digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+            pruned_through_seq: session.pruned_through_seq,
             received: std::time::Instant::now(),
         }
     }

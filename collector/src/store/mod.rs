@@ -75,6 +75,9 @@ pub struct ReportRecord {
     /// SHA-256 of `encoded`: kept with the receipt, so a resent seq with other content (a
     /// reused seq) is told apart from a true duplicate.
     pub digest: [u8; 32],
+    /// The instance's `pruned_through_seq` when its stream opened: a seq at or below it may
+    /// be older than the receipt window (see [`CommitOutcome::Stale`]).
+    pub pruned_through_seq: u64,
     /// Scalar readings for the 5-minute roll-ups: (series name, value).
     pub series: Vec<(String, f64)>,
     /// When the collector received it, on the monotonic clock: the start of the "received →

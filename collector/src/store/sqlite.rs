@@ -110,19 +110,49 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One batch in one transaction. With `isolate`, each report runs under its own savepoint
+    /// and one the store refuses fails alone; without, any refusal fails the batch (the caller
+    /// then retries isolated).
+    async fn commit_batch(
+        conn: &mut SqliteConnection,
+        records: &[ReportRecord],
+        isolate: bool,
+    ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            if !isolate {
+                // Dropping the transaction on an error rolls everything back.
+                outcomes.push(Ok(Self::commit_one(&mut tx, record).await?));
+                continue;
+            }
+            // A nested transaction is a SAVEPOINT: rolling it back undoes this report only.
+            let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(unavailable)?;
+            match Self::commit_one(&mut one, record).await {
+                Ok(outcome) => {
+                    one.commit().await.map_err(unavailable)?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(StoreError::Rejected(why)) => {
+                    one.rollback().await.map_err(unavailable)?;
+                    outcomes.push(Err(StoreError::Rejected(format!(
+                        "report seq {}: {why}",
+                        record.seq
+                    ))));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcomes)
+    }
+
     async fn commit_one(tx: &mut SqliteConnection, r: &ReportRecord) -> StoreResult<CommitOutcome> {
         let host = r.host_id.to_string();
         // A seq at or below what retention pruned, with no receipt left: it may have been
-        // stored before its receipt aged out, so it is not stored again.
-        let pruned: Option<i64> = sqlx::query_scalar(
-            "SELECT pruned_through_seq FROM agent_instances WHERE host_id = ? AND instance = ?",
-        )
-        .bind(&host)
-        .bind(&r.instance)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if pruned.is_some_and(|p| r.seq as i64 <= p) {
+        // stored before its receipt aged out, so it is not stored again. Looked up only for
+        // seqs at or below the watermark the stream saw when it opened.
+        if r.seq <= r.pruned_through_seq {
             let held: Option<i64> = sqlx::query_scalar(
                 "SELECT 1 FROM report_receipts WHERE host_id = ? AND instance = ? AND seq = ?",
             )
@@ -335,29 +365,13 @@ impl Store for SqliteStore {
         records: &[ReportRecord],
     ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut conn = self.write.lock().await;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            // A nested transaction is a SAVEPOINT: rolling it back undoes this report only.
-            let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(unavailable)?;
-            match Self::commit_one(&mut one, record).await {
-                Ok(outcome) => {
-                    one.commit().await.map_err(unavailable)?;
-                    outcomes.push(Ok(outcome));
-                }
-                Err(StoreError::Rejected(why)) => {
-                    one.rollback().await.map_err(unavailable)?;
-                    outcomes.push(Err(StoreError::Rejected(format!(
-                        "report seq {}: {why}",
-                        record.seq
-                    ))));
-                }
-                // Dropping the transaction rolls everything back.
-                Err(err) => return Err(err),
-            }
+        // Optimistic: the whole batch in one transaction. Only when the store refuses one
+        // report is the batch done again with a savepoint per report, so the others commit;
+        // a refusal is rare, and savepoints on every report cost ingest CPU.
+        match Self::commit_batch(&mut conn, records, false).await {
+            Err(StoreError::Rejected(_)) => Self::commit_batch(&mut conn, records, true).await,
+            done => done,
         }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcomes)
     }
 
     async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()> {

@@ -19,6 +19,7 @@ pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecor
         interval_seconds: 10,
         encoded: vec![seq as u8],
         digest: [seq as u8; 32],
+        pruned_through_seq: 0,
         series: vec![("cpu.usage_ratio".into(), seq as f64 / 10.0)],
         received: std::time::Instant::now(),
     }
@@ -249,7 +250,14 @@ pub async fn a_replay_older_than_the_receipt_window_is_stale_not_stored_twice(st
     // Receipts 1 and 2 age out (received at 1 006 and 1 007); 3 is newer than the cutoff.
     store.prune(1_008, 0, 100).await.unwrap();
     assert_eq!(store.receipts(host, Some("i1"), 10).await.unwrap().len(), 1);
-    let again = [old[0].clone(), old[1].clone(), old[2].clone(), record(host, "i1", 4, 5_000)];
+    // The stream that replays them saw the watermark when it opened.
+    let watermark = pruned_through(&store.instances(host).await.unwrap(), "i1");
+    assert_eq!(watermark, 2);
+    let again: Vec<ReportRecord> =
+        [old[0].clone(), old[1].clone(), old[2].clone(), record(host, "i1", 4, 5_000)]
+            .into_iter()
+            .map(|r| ReportRecord { pruned_through_seq: watermark, ..r })
+            .collect();
     let outcomes = commit(store, &again).await;
     assert_eq!(
         outcomes,
