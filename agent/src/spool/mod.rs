@@ -154,9 +154,11 @@ impl Spool {
     pub fn bind_instance(&mut self, instance: &str) -> Vec<Report> {
         let (saved, seq) = self.acked.clone();
         self.ack_index(seq);
-        let held = if saved.is_empty() || saved == instance { Vec::new() } else { self.take_all() };
+        // No instance saved yet (a new spool, or one carried over from v1): it is this one's.
+        let same = saved.is_empty() || saved == instance;
+        let held = if same { Vec::new() } else { self.take_all() };
         if saved != instance {
-            self.save_acked(instance, 0, true);
+            self.save_acked(instance, if same { seq } else { 0 }, true);
         }
         self.enforce_limits();
         held

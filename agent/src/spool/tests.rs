@@ -343,3 +343,19 @@ fn take_all_returns_every_intact_report_in_order_and_starts_over() {
     drop(spool);
     assert_eq!(open(dir.path(), LIMITS).first(), Some(1));
 }
+
+#[test]
+fn reports_dropped_while_carrying_v1_over_stay_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("spool/v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    for seq in 1..=4u64 {
+        std::fs::write(v1.join(format!("{seq:020}.pb")), report(seq).encode_to_vec()).unwrap();
+    }
+    let limits = SpoolLimits { max_reports: 2, ..LIMITS };
+    let spool = open(dir.path(), limits);
+    assert_eq!((spool.first(), spool.dropped_total()), (Some(3), 2));
+    drop(spool);
+    let spool = open(dir.path(), limits);
+    assert_eq!((spool.first(), spool.len(), spool.dropped_total()), (Some(3), 2, 2));
+}
