@@ -209,3 +209,59 @@ async fn the_first_report_after_a_start_is_live() {
         "no 'while disconnected' events for a host that never was: {events:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_acknowledges_nothing_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The collector's data directory is a small disk of its own.
+    let data = tmp.path().join("data");
+    let test = "a_store_that_cannot_write_acknowledges_nothing_and_loses_nothing";
+    let Some(disk) = vigil_e2e::SmallDisk::mount_or_skip(&data, "24m", test) else {
+        return;
+    };
+    let config = "[enrollment]\nattempts_per_minute = 10000\n\
+                  [ingest]\nlive_reports_per_minute = 100000\n";
+    let collector = Collector::start_with_config(&data, None, config, &[]);
+    let mut agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+
+    // Twenty more simulated agents keep the store writing, so a full disk is felt at once
+    // (SQLite reuses its write-ahead log in place until it must grow).
+    let token = collector.enrollment_token("acme", "main", 20, "1h").await;
+    let mut load = std::process::Command::new(vigil_e2e::bin("vigil-loadgen"))
+        .args(["--collector", &collector.grpc_url(), "--ca-sha256", &collector.ca_sha256])
+        .args(["--token", &token, "--agents", "20", "--rate", "400", "--seconds", "40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // The store's disk fills up: commits fail (SQLite refuses once its write-ahead log must
+    // grow) and are not acknowledged; the agents resend.
+    let filler = disk.fill();
+    collector
+        .wait_for("a failed commit", Duration::from_secs(30), async |c| {
+            c.proc.log_text().contains("batch commit failed; nothing acknowledged").then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = load.kill();
+    let _ = load.wait();
+
+    // Space comes back: everything arrives, once.
+    std::fs::remove_file(filler).unwrap();
+    collector
+        .wait_for("the spool to drain", Duration::from_secs(60), async |_| {
+            (agent.spooled() == 0).then_some(())
+        })
+        .await;
+    assert!(agent.proc.terminate().success(), "{}", agent.proc.log_text());
+    let last = agent.last_seq();
+    let got = collector.receipts_once(&host, &instance).await;
+    assert_eq!(got, (1..=last).collect(), "every report arrives, once");
+    let log = collector.proc.log_text();
+    assert!(log.contains("store write connection reopened after a failed batch"), "{log}");
+}

@@ -20,6 +20,9 @@ use super::*;
 pub struct SqliteStore {
     pub(super) read: SqlitePool,
     pub(super) write: Mutex<SqliteConnection>,
+    /// How the write connection is opened again after a failed batch (see
+    /// [`SqliteStore::commit_reports`]).
+    write_options: SqliteConnectOptions,
 }
 
 pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
@@ -86,7 +89,23 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let write = sqlx::Connection::connect_with(&options).await.map_err(unavailable)?;
-        Ok(Self { read, write: Mutex::new(write) })
+        Ok(Self { read, write: Mutex::new(write), write_options: options })
+    }
+
+    /// Replaces the write connection with a new one. After SQLite fails a transaction on its
+    /// own (`SQLITE_FULL`, an I/O error), the connection's idea of the open transaction and
+    /// SQLite's may differ; a later "commit" could then release a savepoint inside a
+    /// transaction that never ends, visible to this connection only and lost with it.
+    /// Closing the connection rolls back whatever SQLite still holds open.
+    async fn reopen_writer(&self, conn: &mut SqliteConnection) {
+        match sqlx::Connection::connect_with(&self.write_options).await {
+            Ok(fresh) => {
+                let old = std::mem::replace(conn, fresh);
+                let _ = sqlx::Connection::close(old).await;
+                tracing::info!("store write connection reopened after a failed batch");
+            }
+            Err(err) => tracing::warn!(error = %err, "store write connection not reopened"),
+        }
     }
 
     async fn insert_certificate(
@@ -365,13 +384,21 @@ impl Store for SqliteStore {
         records: &[ReportRecord],
     ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut conn = self.write.lock().await;
+        // No transaction is ours here. One SQLite still holds open after another writer's
+        // failure (see `reopen_writer`) would swallow this batch's commit: end it first.
+        // Without one, SQLite answers "no transaction is active", which is expected.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         // Optimistic: the whole batch in one transaction. Only when the store refuses one
         // report is the batch done again with a savepoint per report, so the others commit;
         // a refusal is rare, and savepoints on every report cost ingest CPU.
-        match Self::commit_batch(&mut conn, records, false).await {
+        let done = match Self::commit_batch(&mut conn, records, false).await {
             Err(StoreError::Rejected(_)) => Self::commit_batch(&mut conn, records, true).await,
             done => done,
+        };
+        if done.is_err() {
+            self.reopen_writer(&mut conn).await;
         }
+        done
     }
 
     async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()> {
