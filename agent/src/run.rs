@@ -202,7 +202,7 @@ impl Runner {
         match result {
             Ok(conn) => {
                 tracing::info!(
-                    host_id = %conn.host_id,
+                    host_id = %conn.welcome.host_id,
                     replaying = self.spool.len(),
                     "connected to collector {}", self.url()
                 );

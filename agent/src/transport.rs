@@ -48,7 +48,6 @@ pub fn status_line(status: &tonic::Status) -> String {
 
 #[derive(Debug)]
 pub struct Connection {
-    pub host_id: String,
     /// The collector's Welcome: the HostId and what it holds of this instance.
     pub welcome: Welcome,
     pub tx: mpsc::Sender<AgentMessage>,
@@ -83,7 +82,7 @@ pub async fn connect(
         .map_err(TransportError::Refused)?;
     match first {
         Some(CollectorMessage { kind: Some(collector_message::Kind::Welcome(welcome)) }) => {
-            Ok(Connection { host_id: welcome.host_id.clone(), welcome, tx, inbound })
+            Ok(Connection { welcome, tx, inbound })
         }
         Some(_) => Err(TransportError::Refused(tonic::Status::internal(
             "collector sent something other than a Welcome first",

@@ -293,6 +293,9 @@ impl Spool {
         let mut len = bytes.len() as u64;
         let mut at = 0;
         let mut live = 0;
+        // Whether the file holds bytes no index entry points at (damage, or a seq written
+        // again), which a compaction then removes.
+        let mut dead_bytes = false;
         while at < bytes.len() {
             match record::check_prefix(&bytes[at..]) {
                 Ok((header, size)) => {
@@ -306,6 +309,7 @@ impl Spool {
                         // The seq again (renumbered reports after an older copy): the later
                         // one counts.
                         self.bytes -= old.size;
+                        dead_bytes = true;
                         if let Location::Segment { id: old_id, .. } = old.location {
                             if old_id == id {
                                 live -= 1;
@@ -319,6 +323,7 @@ impl Spool {
                     at += size;
                 }
                 Err(err) => {
+                    dead_bytes = true;
                     let next = record::find_next(&bytes, at + 1);
                     let end = next.unwrap_or(bytes.len());
                     let damaged = &bytes[at..end];
@@ -344,26 +349,10 @@ impl Spool {
             let _ = std::fs::remove_file(path);
             return;
         }
-        let damaged = len != bytes.len() as u64
-            || self.entries_in(id).iter().map(|(_, size)| size).sum::<u64>() != len;
         self.segments.insert(id, Segment { file, len, live });
-        if damaged {
+        if dead_bytes {
             self.compact(id);
         }
-    }
-
-    /// The records of segment `id` the index holds, as (offset, size), in file order.
-    fn entries_in(&self, id: u64) -> Vec<(u64, u64)> {
-        let mut list: Vec<(u64, u64)> = self
-            .entries
-            .values()
-            .filter_map(|e| match e.location {
-                Location::Segment { id: sid, offset } if sid == id => Some((offset, e.size)),
-                _ => None,
-            })
-            .collect();
-        list.sort_unstable();
-        list
     }
 
     /// Rewrites segment `id` with only the records still waiting (after damage was
