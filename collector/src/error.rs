@@ -16,6 +16,9 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The thing to create exists already.
     AlreadyExists,
+    /// The thing is not in a state that allows this (the last admin token cannot be revoked);
+    /// resending it unchanged fails until that state changes.
+    FailedPrecondition,
     /// A rate or size limit was hit; retry later.
     ResourceExhausted,
     /// The store or another dependency is unavailable; retry later.
@@ -34,6 +37,7 @@ impl ErrorCode {
             Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::PermissionDenied => tonic::Code::PermissionDenied,
             Self::AlreadyExists => tonic::Code::AlreadyExists,
+            Self::FailedPrecondition => tonic::Code::FailedPrecondition,
             Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
@@ -47,11 +51,31 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
-            Self::AlreadyExists => StatusCode::CONFLICT,
+            Self::AlreadyExists | Self::FailedPrecondition => StatusCode::CONFLICT,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code of an HTTP error answer that no handler made (a body, path or query string the
+    /// framework refused, a method the route lacks, a size limit, a timeout): the JSON error
+    /// body then says what kind of error it is, and the status stays the framework's precise one
+    /// (405, 413, 415, 422…).
+    pub fn of_http(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::UNAUTHORIZED => Self::Unauthenticated,
+            StatusCode::FORBIDDEN => Self::PermissionDenied,
+            StatusCode::CONFLICT => Self::AlreadyExists,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::ResourceExhausted
+            }
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Self::DeadlineExceeded,
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            s if s.is_client_error() => Self::InvalidArgument,
+            _ => Self::Internal,
         }
     }
 
@@ -63,6 +87,7 @@ impl ErrorCode {
             Self::Unauthenticated => "unauthenticated",
             Self::PermissionDenied => "permission_denied",
             Self::AlreadyExists => "already_exists",
+            Self::FailedPrecondition => "failed_precondition",
             Self::ResourceExhausted => "resource_exhausted",
             Self::Unavailable => "unavailable",
             Self::DeadlineExceeded => "deadline_exceeded",

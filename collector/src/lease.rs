@@ -49,7 +49,7 @@ pub fn replica_id(data_dir: &Path) -> std::io::Result<String> {
             let id = uuid::Uuid::new_v4().to_string();
             // Durable (temporary file, fsync, rename, directory fsync): a replica that came
             // back after a power cut with another id would wait out its own lease.
-            vigil_tls::pem::write_file(&path, format!("{id}\n").as_bytes(), 0o644)
+            vigil_tls::pem::write_file(&path, format!("{id}\n").as_bytes(), 0o600)
                 .map_err(std::io::Error::other)?;
             Ok(id)
         }

@@ -7,11 +7,13 @@
 //! stage reaches state through the [`store::Store`] trait only, and reads time through
 //! [`clock::Clock`].
 
+pub mod admin_token;
 pub mod api;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod ctl;
+pub mod data_dir;
 pub mod enroll;
 pub mod error;
 pub mod events;

@@ -22,7 +22,7 @@ struct Cli {
     #[arg(long, short, env = "VIGIL_COLLECTOR_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
     /// Directory of the embedded store; overrides `data_dir`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// gRPC listen address for agents; overrides `grpc.listen`.
     #[arg(long, value_name = "ADDR")]
@@ -52,6 +52,15 @@ enum Command {
     },
     /// Print an example config file with every key at its default.
     ExampleConfig,
+    /// Make a new fleet-wide admin API token and print it (recovery when no admin token is
+    /// left or its secret is lost). Run it on the collector's machine as the service user,
+    /// with the collector's data directory (`--data-dir` or the config's `data_dir`); the
+    /// collector may be running. The token is recorded in the audit log.
+    AdminToken {
+        /// Name of the new token, shown in listings and the audit log.
+        #[arg(long, default_value = "recovery-admin")]
+        name: String,
+    },
 }
 
 fn load(cli: &Cli, strictness: Strictness) -> Result<CollectorConfig, ExitCode> {
@@ -100,7 +109,7 @@ fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
-        None => {}
+        Some(Command::AdminToken { .. }) | None => {}
     }
     let config = match load(&cli, Strictness::WarnUnknown) {
         Ok(config) => config,
@@ -114,6 +123,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::AdminToken { name }) = &cli.command {
+        return match runtime.block_on(admin_token(&config, name)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = runtime.block_on(async {
         let handle = metrics::install()?;
         server::run(
@@ -141,6 +159,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `admin-token`: opens the store of `config.data_dir` (which must hold one already: this
+/// recovers a collector, it does not make one) and prints a new admin token on stdout.
+async fn admin_token(config: &CollectorConfig, name: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = &config.data_dir;
+    if !dir.join("vigil.db").exists() {
+        anyhow::bail!(
+            "{} holds no store (no vigil.db): give the collector's data directory with \
+             --data-dir or the config's data_dir",
+            dir.display()
+        );
+    }
+    vigil_collector::data_dir::prepare(dir)
+        .with_context(|| format!("preparing the data directory {}", dir.display()))?;
+    let store = vigil_collector::store::sqlite::SqliteStore::open(dir)
+        .await
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let (token, secret_sha256) = vigil_collector::admin_token::generate();
+    let source = vigil_collector::admin_token::local_source();
+    let now = clock::Clock::now_ms(&clock::SystemClock);
+    vigil_collector::admin_token::create(
+        &store,
+        name,
+        secret_sha256,
+        "local:admin-token",
+        &source,
+        now,
+    )
+    .await
+    .context("storing the new admin token")?;
+    eprintln!(
+        "created admin token {name:?} (recorded in the audit log as local:admin-token, {source}); \
+         its secret follows, shown this once:"
+    );
+    println!("{token}");
+    Ok(())
 }
 
 fn parse_clock_start(text: &str) -> Result<i64, String> {

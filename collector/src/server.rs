@@ -19,8 +19,8 @@ use crate::ingest::revocation::Revocations;
 use crate::ingest::{IngestService, commit::CommitQueue};
 use crate::maintenance::Maintenance;
 use crate::pki::{CaFiles, CertificateAuthority};
-use crate::store::{ApiTokenRecord, Role, Store, sqlite::SqliteStore};
-use crate::{secret, tasks, tls};
+use crate::store::{Store, sqlite::SqliteStore};
+use crate::{tasks, tls};
 
 /// What a started collector tells its caller (addresses differ from the config for port 0).
 #[derive(Debug, Clone)]
@@ -46,21 +46,22 @@ async fn bootstrap_admin(
     if store.count_api_tokens().await? > 0 {
         return Ok(());
     }
-    let (token, secret_sha256) = secret::generate(secret::API_PREFIX);
+    // The file first: a crash before the store knows the token leaves no tokens, so the next
+    // start makes a new one, instead of a token nobody holds the secret of.
+    let (token, secret_sha256) = crate::admin_token::generate();
     let path = bootstrap_token_path(&config.data_dir);
     vigil_tls::pem::write_file(&path, format!("{token}\n").as_bytes(), 0o600)
         .with_context(|| format!("writing the bootstrap admin token to {}", path.display()))?;
-    store
-        .create_api_token(&ApiTokenRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: "bootstrap-admin".into(),
-            role: Role::Admin,
-            customer_id: None,
-            secret_sha256,
-            created_at_ms: now,
-            created_by: "local:first-start".into(),
-        })
-        .await?;
+    let source = crate::admin_token::local_source();
+    crate::admin_token::create(
+        store,
+        "bootstrap-admin",
+        secret_sha256,
+        "local:first-start",
+        &source,
+        now,
+    )
+    .await?;
     tracing::info!(
         path = %path.display(),
         "no API tokens yet: created admin token \"bootstrap-admin\"; its secret is in {} \
@@ -123,6 +124,9 @@ pub async fn run(
     };
     let rules =
         config.rule_sets().map_err(|e| anyhow::anyhow!("key `{}`: {}", e.key, e.message))?;
+    crate::data_dir::prepare(&config.data_dir).with_context(|| {
+        format!("preparing the data directory {} (owner-only, mode 700)", config.data_dir.display())
+    })?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)
             .await
@@ -162,6 +166,8 @@ pub async fn run(
     let https = if config.http.tls {
         let (chain, key) = match (&config.http.cert, &config.http.key) {
             (Some(cert), Some(key)) => {
+                crate::data_dir::check_private_file(key)
+                    .map_err(|e| anyhow::anyhow!("key `http.key`: {}: {e}", key.display()))?;
                 (vigil_tls::pem::read_certs(cert)?, vigil_tls::pem::read_key(key)?)
             }
             _ => {

@@ -19,7 +19,7 @@ const SECRET: &str = "a-webhook-secret-of-32-characters";
 /// dead-lettered, and a dead letter retried every 2 s.
 fn config(dir: &Path, hook: &Webhook, gone: &Webhook) -> String {
     let secret = dir.join("hook.secret");
-    std::fs::write(&secret, SECRET).unwrap();
+    vigil_e2e::write_secret(&secret, SECRET);
     let mut text = String::from(
         "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n\n\
          [incidents]\nsweep_every = \"100ms\"\nstart_grace = \"1ms\"\n\n\

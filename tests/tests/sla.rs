@@ -29,7 +29,7 @@ fn config_with(
     ingest: &str,
 ) -> String {
     let secret = dir.join("hook.secret");
-    std::fs::write(&secret, SECRET).unwrap();
+    vigil_e2e::write_secret(&secret, SECRET);
     let mut text = format!(
         "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n{ingest}\n\
          [incidents]\nsweep_every = \"100ms\"\nstart_grace = \"1ms\"\n\n\

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::hosts::parse_host;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Body};
 use crate::clock::rfc3339;
 use crate::error::ErrorCode;
 use crate::secret;
@@ -50,7 +50,7 @@ pub async fn list_customers(
         .list_customers()
         .await?
         .into_iter()
-        .filter(|c| caller.customer_id.is_none_or(|id| id == c.id))
+        .filter(|c| caller.sees_customer(c.id))
         .collect();
     Ok(Json(json!({ "customers": customers })))
 }
@@ -58,7 +58,7 @@ pub async fn list_customers(
 pub async fn create_customer(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<NameBody>,
+    Body(body): Body<NameBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     check_name("customer name", &body.name)?;
@@ -71,7 +71,7 @@ pub async fn create_site(
     State(state): State<AppState>,
     caller: Caller,
     Path(customer): Path<String>,
-    Json(body): Json<NameBody>,
+    Body(body): Body<NameBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     check_name("site name", &body.name)?;
@@ -94,7 +94,7 @@ pub struct EnrollmentTokenBody {
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<EnrollmentTokenBody>,
+    Body(body): Body<EnrollmentTokenBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     let uses = body.uses.unwrap_or(1);
@@ -178,7 +178,7 @@ pub struct ApiTokenBody {
 pub async fn create_api_token(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<ApiTokenBody>,
+    Body(body): Body<ApiTokenBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     check_name("token name", &body.name)?;
@@ -258,7 +258,7 @@ pub async fn move_host(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<MoveBody>,
+    Body(body): Body<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     let host = parse_host(&id)?;
@@ -293,7 +293,7 @@ pub async fn replace_host(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<ReplaceBody>,
+    Body(body): Body<ReplaceBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
     let old = parse_host(&id)?;

@@ -4,8 +4,10 @@
 //! `Authorization: Bearer vgo_…`; the token's SHA-256 is looked up in the store, so tokens work
 //! on every replica and a revoked one stops at once. A token has a [`Role`] (viewer ⊂ operator ⊂
 //! admin) and may be limited to one customer, in which case it sees that customer's hosts only
-//! and nothing fleet-wide. Handlers state what they need with [`Caller::require`] and filter with
-//! [`Caller::sees`]; changes are written to the audit log with [`Caller::audit`].
+//! and nothing fleet-wide. Handlers state what they need with [`Caller::require`], look things
+//! up with [`Caller::customer`] and [`Caller::host`] (which answer for another customer's thing
+//! exactly as for one that does not exist, so a scoped token learns nothing by probing), filter
+//! lists with [`Caller::sees`], and write changes to the audit log with [`Caller::audit`].
 
 use std::net::SocketAddr;
 
@@ -16,7 +18,7 @@ use serde_json::Value;
 use super::{ApiError, AppState};
 use crate::error::ErrorCode;
 use crate::ids::CustomerId;
-use crate::store::{AuditEntry, HostRow, Role};
+use crate::store::{AuditEntry, CustomerRow, HostRow, Role};
 
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -57,7 +59,33 @@ impl Caller {
     }
 
     pub fn sees(&self, host: &HostRow) -> bool {
-        self.customer_id.is_none_or(|c| c == host.customer_id)
+        self.sees_customer(host.customer_id)
+    }
+
+    pub fn sees_customer(&self, customer: CustomerId) -> bool {
+        self.customer_id.is_none_or(|c| c == customer)
+    }
+
+    /// The customer named `name`, if it exists and this caller may see it. Another customer's
+    /// name gets the very answer a name that does not exist gets.
+    pub async fn customer(&self, state: &AppState, name: &str) -> Result<CustomerRow, ApiError> {
+        state
+            .store
+            .find_customer(name)
+            .await?
+            .filter(|c| self.sees_customer(c.id))
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no customer {name:?}")))
+    }
+
+    /// The host with id `id`, if it exists and this caller may see it; the same 404 either way.
+    pub async fn host(&self, state: &AppState, id: &str) -> Result<HostRow, ApiError> {
+        let id = super::hosts::parse_host(id)?;
+        state
+            .store
+            .get_host(id)
+            .await?
+            .filter(|h| self.sees(h))
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no host {id}")))
     }
 
     /// Appends a change to the audit log. A change whose audit entry cannot be written fails.

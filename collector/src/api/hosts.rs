@@ -82,17 +82,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(json!({ "hosts": views })))
 }
 
-/// The host, if it exists and the caller may see it; the same 404 either way, so a token limited
-/// to one customer learns nothing about another's hosts.
 async fn visible_host(state: &AppState, caller: &Caller, id: &str) -> Result<HostRow, ApiError> {
     caller.require(Role::Viewer)?;
-    let id = parse_host(id)?;
-    state
-        .store
-        .get_host(id)
-        .await?
-        .filter(|h| caller.sees(h))
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no host {id}")))
+    caller.host(state, id).await
 }
 
 pub async fn show(

@@ -34,7 +34,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     let windows = state.store.list_maintenance().await?;
     let views: Vec<Value> = windows
         .iter()
-        .filter(|w| caller.customer_id.is_none_or(|c| c == w.customer_id))
+        .filter(|w| caller.sees_customer(w.customer_id))
         .map(|w| view(&state, w))
         .collect();
     Ok(Json(json!({ "windows": views })))
@@ -81,32 +81,17 @@ pub async fn create(
         Schedule::new(&body.start, &body.duration, recurrence, &time_zone, body.until.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
 
-    let host =
-        match &body.host {
-            Some(id) => {
-                let id = super::hosts::parse_host(id)?;
-                Some(
-                    state.store.get_host(id).await?.ok_or_else(|| {
-                        ApiError::new(ErrorCode::NotFound, format!("no host {id}"))
-                    })?,
-                )
-            }
-            None => None,
-        };
+    // Another customer's host or name is answered as one that does not exist.
+    let host = match &body.host {
+        Some(id) => Some(caller.host(&state, id).await?),
+        None => None,
+    };
     let customer_name = match (&body.customer, &host) {
         (Some(name), _) => name.clone(),
         (None, Some(host)) => host.customer.clone(),
         (None, None) => return Err(invalid("give a customer, a host, or both")),
     };
-    let customer = state.store.find_customer(&customer_name).await?.ok_or_else(|| {
-        ApiError::new(ErrorCode::NotFound, format!("no customer {customer_name:?}"))
-    })?;
-    if caller.customer_id.is_some_and(|c| c != customer.id) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!("token {:?} is limited to another customer", caller.name),
-        ));
-    }
+    let customer = caller.customer(&state, &customer_name).await?;
     if let Some(host) = &host
         && host.customer_id != customer.id
     {
@@ -164,17 +149,13 @@ pub async fn remove(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Operator)?;
     let not_found = || ApiError::new(ErrorCode::NotFound, format!("no maintenance window {id}"));
-    let window = state
+    let visible = state
         .store
         .list_maintenance()
         .await?
-        .into_iter()
-        .find(|w| w.id == id)
-        .ok_or_else(not_found)?;
-    if caller.customer_id.is_some_and(|c| c != window.customer_id) {
-        return Err(not_found());
-    }
-    if !state.store.delete_maintenance(&id).await? {
+        .iter()
+        .any(|w| w.id == id && caller.sees_customer(w.customer_id));
+    if !visible || !state.store.delete_maintenance(&id).await? {
         return Err(not_found());
     }
     state.maintenance.reload(state.store.as_ref()).await?;

@@ -95,7 +95,38 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Longest framework error text carried into a JSON error body.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Every error answer is the JSON body of docs/api.md, also those no handler wrote: axum's
+/// plain-text rejections of a body, path or query string, 405 for a method the route lacks, and
+/// limits refused by layers. The status is kept; the code comes from the error table.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_TEXT).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let code = ErrorCode::of_http(status);
+    let body = json!({ "error": { "code": code.as_str(), "message": text } }).to_string();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// An API error: `{"error": {"code": "...", "message": "..."}}` with the matching status.

@@ -14,16 +14,7 @@ use crate::classify::FaultLevel;
 use crate::clock::{UnixMs, rfc3339};
 use crate::error::ErrorCode;
 use crate::sla::contract::{Contract, Terms};
-use crate::store::{ContractRow, CustomerRow, IncidentFilter, IncidentRow, Role};
-
-async fn customer(state: &AppState, caller: &Caller, name: &str) -> Result<CustomerRow, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no customer {name:?}"));
-    let customer = state.store.find_customer(name).await?.ok_or_else(not_found)?;
-    if caller.customer_id.is_some_and(|c| c != customer.id) {
-        return Err(not_found());
-    }
-    Ok(customer)
-}
+use crate::store::{ContractRow, IncidentFilter, IncidentRow, Role};
 
 fn receivers(state: &AppState) -> Vec<&str> {
     state.receivers.iter().map(String::as_str).collect()
@@ -35,7 +26,7 @@ pub async fn show_contract(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let customer = customer(&state, &caller, &name).await?;
+    let customer = caller.customer(&state, &name).await?;
     let row = state.store.get_contract(customer.id).await?;
     let (contract, updated) = match &row {
         Some(row) => (
@@ -64,7 +55,7 @@ pub async fn set_contract(
     Body(contract): Body<Contract>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Admin)?;
-    let customer = customer(&state, &caller, &name).await?;
+    let customer = caller.customer(&state, &name).await?;
     let terms = Terms::new(contract, &receivers(&state))
         .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("contract: {e}")))?;
     let body = serde_json::to_string(&terms.contract)
@@ -163,7 +154,7 @@ pub async fn compliance(
     Query(query): Query<PeriodQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let customer = customer(&state, &caller, &name).await?;
+    let customer = caller.customer(&state, &name).await?;
     let to = match &query.to {
         Some(text) => parse_time("to", text)?,
         None => state.clock.now_ms(),

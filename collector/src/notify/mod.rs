@@ -75,6 +75,9 @@ pub fn targets(config: &NotifyConfig) -> anyhow::Result<HashMap<String, Target>>
                 let path = r.secret_file.as_ref().ok_or_else(|| {
                     anyhow::anyhow!("notify.receivers.{name}: a webhook needs secret_file")
                 })?;
+                crate::data_dir::check_private_file(path).map_err(|e| {
+                    anyhow::anyhow!("notify.receivers.{name}.secret_file: {}: {e}", path.display())
+                })?;
                 let secret = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!(
                         "notify.receivers.{name}.secret_file: cannot read {}: {e}",

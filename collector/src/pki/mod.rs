@@ -130,7 +130,7 @@ impl CertificateAuthority {
                 }
                 pem::write_file(&files.key, key_pem.as_bytes(), 0o600)
                     .map_err(|e| file_error(&files.key, e))?;
-                pem::write_file(&files.cert, pem::cert_to_pem(&ca.cert).as_bytes(), 0o644)
+                pem::write_file(&files.cert, pem::cert_to_pem(&ca.cert).as_bytes(), 0o600)
                     .map_err(|e| file_error(&files.cert, e))?;
                 Ok((ca, true))
             }
@@ -250,19 +250,8 @@ impl CertificateAuthority {
 
 /// Refuses a private key file that anyone but its owner can read.
 fn check_private(path: &Path) -> Result<(), PkiError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).map_err(|e| file_error(path, e))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(file_error(
-            path,
-            format!(
-                "private key is readable by others (mode {:o}); run `chmod 600 {}`",
-                mode & 0o777,
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
+    crate::data_dir::check_private_file(path)
+        .map_err(|message| PkiError::File { path: path.to_owned(), message })
 }
 
 #[cfg(test)]
@@ -303,7 +292,7 @@ mod tests {
         CertificateAuthority::load_or_create(&files, true, 0).unwrap();
         std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = CertificateAuthority::load_or_create(&files, true, 0).unwrap_err().to_string();
-        assert!(err.contains("ca.key: private key is readable by others (mode 644)"), "{err}");
+        assert!(err.contains("ca.key: readable by others (mode 644)"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The change is refused in the present state (it would revoke the last admin token).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The store refused this one report (a constraint it breaks, a value it cannot hold):
     /// sending it again fails again. Only ever one record's outcome in
     /// [`Store::commit_reports`]; the rest of the batch is unaffected.
@@ -49,6 +52,7 @@ impl HasErrorCode for StoreError {
             Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::AlreadyExists,
+            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Self::Rejected(_) => ErrorCode::InvalidArgument,
         }
     }
@@ -220,6 +224,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The live (not revoked) token whose secret hashes to `secret_sha256`.
     async fn api_token(&self, secret_sha256: &str) -> StoreResult<Option<ApiTokenRow>>;
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRow>>;
+    /// Revokes the token (`Ok(false)` when it was revoked already). Refuses with
+    /// [`StoreError::FailedPrecondition`] to revoke the last live fleet-wide admin token, in
+    /// the same write as the revocation, so two concurrent revocations cannot both pass.
     async fn revoke_api_token(&self, id: &str, now: UnixMs) -> StoreResult<bool>;
     async fn count_api_tokens(&self) -> StoreResult<u64>;
     async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;

@@ -1039,8 +1039,13 @@ impl Store for SqliteStore {
         if known.is_none() {
             return Err(StoreError::NotFound(format!("no API token {id}")));
         }
+        // One statement: the count of the other live admins and the revocation cannot be
+        // separated by another replica's write.
         let updated = sqlx::query(
-            "UPDATE api_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL",
+            "UPDATE api_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL \
+             AND NOT (role = 'admin' AND customer_id IS NULL AND NOT EXISTS ( \
+                 SELECT 1 FROM api_tokens o WHERE o.id <> api_tokens.id AND o.role = 'admin' \
+                 AND o.customer_id IS NULL AND o.revoked_at_ms IS NULL))",
         )
         .bind(now)
         .bind(id)
@@ -1048,7 +1053,23 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?
         .rows_affected();
-        Ok(updated > 0)
+        if updated > 0 {
+            return Ok(true);
+        }
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM api_tokens WHERE id = ? AND revoked_at_ms IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        if live.is_some() {
+            return Err(StoreError::FailedPrecondition(format!(
+                "API token {id} is the last admin token: revoking it would lock every \
+                 operator out; create another admin token first (or, on the collector's \
+                 machine, `vigil-collector admin-token --data-dir DIR`)"
+            )));
+        }
+        Ok(false)
     }
 
     async fn count_api_tokens(&self) -> StoreResult<u64> {

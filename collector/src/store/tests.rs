@@ -173,6 +173,26 @@ pub async fn api_tokens_and_audit(store: &dyn Store) {
     assert!(store.revoke_api_token("t1", 2).await.unwrap());
     assert!(store.api_token("hash").await.unwrap().is_none(), "revoked tokens stop at once");
     assert_eq!(store.count_api_tokens().await.unwrap(), 1);
+    // The last live fleet-wide admin token cannot be revoked; any other can.
+    for id in ["a1", "a2"] {
+        let admin = ApiTokenRecord {
+            id: id.into(),
+            name: format!("admin-{id}"),
+            role: Role::Admin,
+            customer_id: None,
+            secret_sha256: format!("hash-{id}"),
+            created_at_ms: 3,
+            created_by: "test".into(),
+        };
+        store.create_api_token(&admin).await.unwrap();
+    }
+    assert!(store.revoke_api_token("a1", 4).await.unwrap());
+    let err = store.revoke_api_token("a2", 5).await.unwrap_err();
+    assert!(matches!(err, StoreError::FailedPrecondition(_)), "{err}");
+    assert!(err.to_string().contains("last admin token"), "{err}");
+    assert!(store.api_token("hash-a2").await.unwrap().is_some(), "the last admin still works");
+    assert!(!store.revoke_api_token("a1", 6).await.unwrap(), "revoked already: no change");
+    assert!(matches!(store.revoke_api_token("nope", 6).await, Err(StoreError::NotFound(_))));
     for (at, action) in [(10, "a"), (20, "b")] {
         let entry = AuditEntry {
             at_ms: at,
