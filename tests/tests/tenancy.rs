@@ -145,9 +145,7 @@ fn walk(kind: &str) -> Vec<Probe> {
             "/api/v1/maintenance",
             M::POST,
             "/api/v1/maintenance",
-            Some(
-                r#"{"customer":"@","start":"2030-01-01T00:00","duration":"1h","reason":"probe"}"#,
-            ),
+            Some(r#"{"customer":"@","start":"2030-01-01T00:00","duration":"1h","reason":"probe"}"#),
         ),
         probe(
             "/api/v1/notifications/dead-letters",
