@@ -8,7 +8,7 @@ use std::path::Path;
 
 use reqwest::Method;
 use serde_json::json;
-use vigil_e2e::{Collector, run, write_secret};
+use vigil_e2e::{Collector, run};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
