@@ -92,6 +92,16 @@ impl SqliteStore {
         Ok(Self { read, write: Mutex::new(write), write_options: options })
     }
 
+    /// The write connection, for one write. No transaction is the caller's yet, so one that
+    /// SQLite still holds open after an earlier failure (see [`SqliteStore::reopen_writer`])
+    /// is ended first: it would otherwise swallow this write's commit. Without one, SQLite
+    /// answers "no transaction is active", which is expected and ignored.
+    pub(super) async fn writer(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
+        let mut conn = self.write.lock().await;
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        conn
+    }
+
     /// Replaces the write connection with a new one. After SQLite fails a transaction on its
     /// own (`SQLITE_FULL`, an I/O error), the connection's idea of the open transaction and
     /// SQLite's may differ; a later "commit" could then release a savepoint inside a
@@ -383,11 +393,7 @@ impl Store for SqliteStore {
         &self,
         records: &[ReportRecord],
     ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
-        let mut conn = self.write.lock().await;
-        // No transaction is ours here. One SQLite still holds open after another writer's
-        // failure (see `reopen_writer`) would swallow this batch's commit: end it first.
-        // Without one, SQLite answers "no transaction is active", which is expected.
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        let mut conn = self.writer().await;
         // Optimistic: the whole batch in one transaction. Only when the store refuses one
         // report is the batch done again with a savepoint per report, so the others commit;
         // a refusal is rare, and savepoints on every report cost ingest CPU.
@@ -402,7 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_goodbye(&self, host: HostId, reason: &str, at: UnixMs) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query("UPDATE hosts SET goodbye_reason = ?, goodbye_at_ms = ? WHERE id = ?")
             .bind(reason)
             .bind(at)
@@ -421,7 +427,7 @@ impl Store for SqliteStore {
         detail: &str,
         at: UnixMs,
     ) -> StoreResult<bool> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let inserted = sqlx::query(
             "INSERT INTO host_events (id, host_id, at_ms, kind, detail, dedupe_key) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, kind, dedupe_key) DO NOTHING",
@@ -603,7 +609,7 @@ impl Store for SqliteStore {
         // watermark and the deletion of the same rows commit together, and ingest commits
         // take the lock between batches.
         loop {
-            let mut conn = self.write.lock().await;
+            let mut conn = self.writer().await;
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
             let batch = "SELECT rowid FROM report_receipts WHERE received_at_ms < ?1 \
                          ORDER BY received_at_ms, rowid LIMIT ?2";
@@ -639,7 +645,7 @@ impl Store for SqliteStore {
             tokio::task::yield_now().await;
         }
         loop {
-            let mut conn = self.write.lock().await;
+            let mut conn = self.writer().await;
             let deleted = sqlx::query(
                 "DELETE FROM rollups_5m WHERE rowid IN \
                  (SELECT rowid FROM rollups_5m WHERE bucket_start_ms < ? LIMIT ?)",
@@ -662,7 +668,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_customer(&self, name: &str, now: UnixMs) -> StoreResult<CustomerRow> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let id = CustomerId::new_random();
         let inserted = sqlx::query(
             "INSERT INTO customers (id, name, created_at_ms) VALUES (?, ?, ?) \
@@ -685,7 +691,7 @@ impl Store for SqliteStore {
         let Some(c) = self.find_customer(customer).await? else {
             return Err(StoreError::NotFound(format!("no customer {customer:?}")));
         };
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let id = SiteId::new_random();
         let inserted = sqlx::query(
             "INSERT INTO sites (id, customer_id, name, created_at_ms) VALUES (?, ?, ?, ?) \
@@ -755,7 +761,7 @@ impl Store for SqliteStore {
     }
 
     async fn move_host(&self, host: HostId, site: SiteId) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let updated = sqlx::query("UPDATE hosts SET site_id = ? WHERE id = ?")
             .bind(site.to_string())
             .bind(host.to_string())
@@ -770,7 +776,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_enrollment_token(&self, t: &EnrollmentToken) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "INSERT INTO enrollment_tokens \
              (id, secret_sha256, site_id, uses_left, expires_at_ms, created_at_ms, created_by) \
@@ -822,7 +828,7 @@ impl Store for SqliteStore {
         now: UnixMs,
     ) -> StoreResult<Result<HostRow, TokenRefusal>> {
         {
-            let mut conn = self.write.lock().await;
+            let mut conn = self.writer().await;
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
             let token = sqlx::query(
                 "SELECT site_id, uses_left, expires_at_ms FROM enrollment_tokens \
@@ -894,12 +900,12 @@ impl Store for SqliteStore {
     }
 
     async fn add_certificate(&self, cert: &CertificateRecord) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         Self::insert_certificate(&mut conn, cert).await
     }
 
     async fn revoke_host(&self, host: HostId, now: UnixMs) -> StoreResult<bool> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let exists: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_at_ms FROM hosts WHERE id = ?")
                 .bind(host.to_string())
@@ -940,7 +946,7 @@ impl Store for SqliteStore {
             }
         }
         let (old, new) = (old.to_string(), new.to_string());
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let statements = [
             // Receipts and instances: instance UUIDs differ between identities; on the rare
@@ -991,7 +997,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_token(&self, t: &ApiTokenRecord) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "INSERT INTO api_tokens \
              (id, name, role, customer_id, secret_sha256, created_at_ms, created_by) \
@@ -1030,7 +1036,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_token(&self, id: &str, now: UnixMs) -> StoreResult<bool> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let known: Option<String> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -1081,7 +1087,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "INSERT INTO audit_log (at_ms, actor, action, target, detail, source) \
              VALUES (?, ?, ?, ?, ?, ?)",

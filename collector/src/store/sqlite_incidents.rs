@@ -504,7 +504,7 @@ impl SqliteStore {
         reopen_within_ms: i64,
         now: UnixMs,
     ) -> StoreResult<Vec<IncidentChange>> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let mut changes = Vec::new();
         for evaluation in batch {
@@ -637,7 +637,7 @@ impl SqliteStore {
         now: UnixMs,
     ) -> StoreResult<IncidentRow> {
         let number = incident_number(id);
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT state, acknowledged_by FROM incidents WHERE id = ?")
@@ -726,7 +726,7 @@ impl SqliteStore {
         resolved_before: UnixMs,
         now: UnixMs,
     ) -> StoreResult<u64> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, detail) \
@@ -760,7 +760,7 @@ impl SqliteStore {
     ) -> StoreResult<()> {
         let rules =
             serde_json::to_string(&w.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "INSERT INTO maintenance_windows (id, customer_id, site_id, host_id, rules, \
              start_local, duration_ms, recurrence, time_zone, until_local, reason, \
@@ -828,7 +828,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn delete_maintenance_impl(&self, id: &str) -> StoreResult<bool> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let deleted = sqlx::query("DELETE FROM maintenance_windows WHERE id = ?")
             .bind(id)
             .execute(&mut *conn)

@@ -64,7 +64,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn set_contract_impl(&self, row: &ContractRow) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO contracts (customer_id, body, updated_at_ms, updated_by) \
@@ -83,7 +83,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn reset_sla_impl(&self, customer: Option<CustomerId>) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         reset_sla(&mut conn, customer).await
     }
 
@@ -94,7 +94,7 @@ impl SqliteStore {
         now: UnixMs,
         ttl_ms: i64,
     ) -> StoreResult<bool> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "INSERT INTO leases (name, holder, expires_at_ms) VALUES (?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
@@ -171,7 +171,7 @@ impl SqliteStore {
         batch: &[(IncidentSla, SlaUpdate)],
         now: UnixMs,
     ) -> StoreResult<u64> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         let mut applied = std::collections::HashSet::new();
         // One multi-row UPDATE per chunk (15 parameters a row, well under SQLite's limit).
@@ -287,7 +287,7 @@ impl SqliteStore {
         deliveries: &[NewDelivery],
         now: UnixMs,
     ) -> StoreResult<()> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         for d in deliveries {
             sqlx::query(
@@ -348,7 +348,7 @@ impl SqliteStore {
                 ("dead_letter", Some(error), *at_ms, None)
             }
         };
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         sqlx::query(
             "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at_ms = ?, \
              last_error = COALESCE(?, last_error), delivered_at_ms = ? WHERE id = ?",
@@ -395,7 +395,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn drop_delivery_impl(&self, id: i64) -> StoreResult<DeliveryRow> {
-        let mut conn = self.write.lock().await;
+        let mut conn = self.writer().await;
         let dropped = sqlx::query(
             "UPDATE deliveries SET state = 'dropped' WHERE id = ? AND state = 'dead_letter'",
         )
