@@ -1,6 +1,8 @@
-//! Per-key token buckets (enrolment attempts per source address, live reports per host), on the
-//! injected clock so tests are exact. Buckets that have refilled completely are forgotten, so a scan from many addresses
-//! cannot grow the table without bound.
+//! Per-key limits on the injected clock, so tests are exact: token buckets ([`RateLimiter`]:
+//! enrolment attempts per source address, live reports per host), and [`LogThrottle`], one log
+//! line per key per interval for what a peer can make the collector log in a loop. Buckets
+//! that have refilled completely are forgotten, so a scan from many addresses cannot grow the
+//! table without bound; the throttle holds at most a fixed number of keys.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -41,9 +43,101 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     }
 }
 
+/// One log line per key per interval: the first occurrence is logged, the ones after it within
+/// the interval only counted, and the next line after the interval says how many were
+/// suppressed. Holds at most `max_keys` keys; past that, the keys it cannot hold share one
+/// slot, so a scan from many addresses costs a bounded table and still logs one line per
+/// interval.
+#[derive(Debug)]
+pub struct LogThrottle<K> {
+    interval_ms: i64,
+    max_keys: usize,
+    state: Mutex<Throttled<K>>,
+}
+
+#[derive(Debug)]
+struct Throttled<K> {
+    /// Key → (start of its current interval, occurrences suppressed since).
+    keys: HashMap<K, (UnixMs, u64)>,
+    /// The slot shared by keys past `max_keys`.
+    overflow: Option<(UnixMs, u64)>,
+    /// When expired keys were last dropped (at most once an interval).
+    swept_at: UnixMs,
+}
+
+impl<K: Eq + Hash + Clone> LogThrottle<K> {
+    pub fn new(interval_ms: i64, max_keys: usize) -> Self {
+        Self {
+            interval_ms: interval_ms.max(1),
+            max_keys: max_keys.max(1),
+            state: Mutex::new(Throttled {
+                keys: HashMap::new(),
+                overflow: None,
+                swept_at: UnixMs::MIN,
+            }),
+        }
+    }
+
+    /// An occurrence for `key` at `now`: `Some(suppressed)` when it is to be logged, with the
+    /// number of occurrences not logged since the key's last line; `None` when it is only
+    /// counted.
+    pub fn admit(&self, key: &K, now: UnixMs) -> Option<u64> {
+        let interval = self.interval_ms;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Throttled { keys, overflow, swept_at } = &mut *state;
+        if !keys.contains_key(key)
+            && keys.len() >= self.max_keys
+            && now.saturating_sub(*swept_at) >= interval
+        {
+            keys.retain(|_, (start, _)| now.saturating_sub(*start) < interval);
+            *swept_at = now;
+        }
+        let slot = if keys.contains_key(key) || keys.len() < self.max_keys {
+            keys.entry(key.clone()).or_insert((UnixMs::MIN, 0))
+        } else {
+            overflow.get_or_insert((UnixMs::MIN, 0))
+        };
+        let (start, suppressed) = slot;
+        if *start != UnixMs::MIN && now.saturating_sub(*start) < interval {
+            *suppressed += 1;
+            return None;
+        }
+        let said = std::mem::take(suppressed);
+        *start = now;
+        Some(said)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_per_key_per_interval_with_the_count_suppressed() {
+        let throttle = LogThrottle::new(60_000, 16);
+        assert_eq!(throttle.admit(&"a", 0), Some(0), "the first occurrence is logged");
+        for t in 1..=1_999 {
+            assert_eq!(throttle.admit(&"a", t), None);
+        }
+        assert_eq!(throttle.admit(&"b", 5), Some(0), "another key has its own interval");
+        assert_eq!(throttle.admit(&"a", 59_999), None);
+        assert_eq!(throttle.admit(&"a", 60_000), Some(2_000), "the next line counts the rest");
+        assert_eq!(throttle.admit(&"a", 60_001), None);
+        assert_eq!(throttle.admit(&"a", 500_000), Some(1));
+    }
+
+    #[test]
+    fn a_scan_from_many_keys_holds_a_bounded_table_and_still_logs() {
+        let throttle = LogThrottle::new(60_000, 100);
+        let logged = (0..100_000u32).filter(|k| throttle.admit(k, 0).is_some()).count();
+        assert_eq!(logged, 101, "100 keys held, one line for all the others");
+        assert_eq!(throttle.state.lock().unwrap().keys.len(), 100);
+        // After the interval, expired keys make room for new ones.
+        assert_eq!(throttle.admit(&200_000, 60_000), Some(0));
+        let state = throttle.state.lock().unwrap();
+        assert_eq!(state.keys.len(), 1);
+        assert_eq!(state.overflow, Some((0, 99_900 - 1)));
+    }
 
     #[test]
     fn burst_then_refill_per_key() {
