@@ -33,6 +33,11 @@ struct Cli {
     /// <data_dir>/tls/ca.crt, or the CA of its http.cert.
     #[arg(long, env = "VIGIL_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
+    /// Send the token over plain http:// to a server that is not loopback (127.0.0.0/8, ::1,
+    /// localhost). Without it vigilctl refuses, before connecting: the token would cross the
+    /// network unencrypted. Prefer https:// (http.tls = true on the collector).
+    #[arg(long, global = true)]
+    insecure_http: bool,
     /// Print the API's JSON instead of a table (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -314,7 +319,8 @@ fn ms(v: &Value) -> String {
 }
 
 async fn run(cli: Cli) -> Result<String, CtlError> {
-    let client = Client::with_token(&cli.server, token(&cli)?, cli.ca_cert.as_deref())?;
+    let client =
+        Client::with_token(&cli.server, token(&cli)?, cli.ca_cert.as_deref(), cli.insecure_http)?;
     let out = |value: Value, render: &dyn Fn(&Value) -> String| {
         if cli.json { json_for_terminal(&value) } else { render(&value) }
     };

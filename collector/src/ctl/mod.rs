@@ -46,13 +46,23 @@ pub struct Client {
 
 impl Client {
     /// A client that sends `token` as `Authorization: Bearer` and, for an `https://` server,
-    /// trusts `ca_cert` (PEM; the collector's `<data_dir>/tls/ca.crt`) and nothing else.
+    /// trusts `ca_cert` (PEM; the collector's `<data_dir>/tls/ca.crt`) and nothing else. A
+    /// token goes over plain `http://` only to a loopback address, or with `insecure_http`;
+    /// refused before any connection is made.
     pub fn with_token(
         server: &str,
         token: Option<String>,
         ca_cert: Option<&std::path::Path>,
+        insecure_http: bool,
     ) -> Result<Self, CtlError> {
         let mut client = Self::new(server)?;
+        if token.is_some() && !insecure_http && !token_may_travel(&client.base) {
+            return Err(CtlError::Usage(format!(
+                "--server {server} is plain http:// to a host that is not loopback: the API \
+                 token would cross the network unencrypted. Use https:// (set http.tls = true \
+                 on the collector) or, if the network is trusted, pass --insecure-http"
+            )));
+        }
         client.token = token;
         if client.base.starts_with("https://") {
             let Some(path) = ca_cert else {
@@ -81,6 +91,7 @@ impl Client {
     }
 
     pub fn new(server: &str) -> Result<Self, CtlError> {
+        // (See `with_token` for what may carry a token.)
         // reqwest's TLS support looks up the process-wide rustls provider even for http://.
         vigil_tls::install_crypto_provider();
         let base = server.trim_end_matches('/').to_owned();
@@ -207,6 +218,20 @@ pub fn json_for_terminal(value: &Value) -> String {
 /// A string field as a cell, `-` when missing or empty.
 fn text(v: &Value) -> String {
     v.as_str().filter(|s| !s.is_empty()).map_or_else(|| "-".into(), for_terminal)
+}
+
+/// Whether a bearer token may be sent to `base`: over `https://`, or over `http://` to a
+/// loopback address (127.0.0.0/8, ::1, `localhost`) only.
+pub fn token_may_travel(base: &str) -> bool {
+    if base.starts_with("https://") {
+        return true;
+    }
+    let Ok(url) = reqwest::Url::parse(base) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost."),
+    }
 }
 
 fn pct(v: &Value) -> String {
@@ -454,6 +479,32 @@ mod tests {
         assert!(json.chars().all(|c| c == '\n' || !crate::sanitize::is_unsafe(c)), "{json:?}");
         let back: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["h"], "a\u{9b}\u{202e}\u{e0041}\u{1b}");
+    }
+
+    #[test]
+    fn a_token_travels_over_plain_http_to_loopback_only() {
+        for base in [
+            "http://127.0.0.1:7701",
+            "http://127.9.9.9",
+            "http://[::1]:7701",
+            "http://localhost:7701",
+            "http://LOCALHOST",
+            "https://collector.example:7701",
+            "https://192.0.2.1",
+        ] {
+            assert!(token_may_travel(base), "{base}");
+        }
+        for base in [
+            "http://192.0.2.1:1",
+            "http://collector.example",
+            "http://localhost.evil.example",
+            "http://[::ffff:192.0.2.1]",
+            "http://128.0.0.1",
+            "http://10.0.0.1",
+            "http://0.0.0.0",
+        ] {
+            assert!(!token_may_travel(base), "{base}");
+        }
     }
 
     #[test]
