@@ -27,23 +27,32 @@ pub const REJECTION_LOG_INTERVAL_MS: i64 = 60_000;
 /// one slot (see [`LogThrottle`]).
 const REJECTION_LOG_MAX_SOURCES: usize = 4_096;
 
-/// The `event` label of `vigil_log_lines_suppressed_total`, one per throttled event.
-pub const THROTTLED_EVENTS: [&str; 5] = [
+/// The `event` label of `vigil_log_lines_suppressed_total`, one per throttled event (`enroll`
+/// and `renew` are the refused enrolment calls).
+pub const THROTTLED_EVENTS: [&str; 6] = [
     "report_rejected",
-    "enrollment_refused",
+    "enroll",
+    "renew",
     "tls_handshake_refused",
     "connection_refused",
     "api_token_refused",
 ];
 
-static REJECTION_LOG: LazyLock<LogThrottle<(&'static str, IpAddr)>> =
+/// Throttled per event, reason and source address: a source's refusal of one reason never hides
+/// another.
+static REJECTION_LOG: LazyLock<LogThrottle<(&'static str, &'static str, IpAddr)>> =
     LazyLock::new(|| LogThrottle::new(REJECTION_LOG_INTERVAL_MS, REJECTION_LOG_MAX_SOURCES));
 
-/// Whether a rejection of kind `event` from `source` at `now` writes its log line:
+/// Whether a rejection `event` for `reason` from `source` at `now` writes its log line:
 /// `Some(suppressed)` (the lines left out since the last one), or `None`, counted as a
 /// suppressed line.
-fn log_line(event: &'static str, source: Option<IpAddr>, now: UnixMs) -> Option<u64> {
-    let key = (event, source.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+fn log_line(
+    event: &'static str,
+    reason: &'static str,
+    source: Option<IpAddr>,
+    now: UnixMs,
+) -> Option<u64> {
+    let key = (event, reason, source.unwrap_or(IpAddr::from([0, 0, 0, 0])));
     let said = REJECTION_LOG.admit(&key, now);
     if said.is_none() {
         metrics::counter!(m::LOG_LINES_SUPPRESSED_TOTAL, "event" => event).increment(1);
@@ -102,7 +111,9 @@ pub struct ReportRejected<'a> {
 
 impl ReportRejected<'_> {
     pub fn emit(&self, now: UnixMs) {
-        if let Some(suppressed) = log_line("report_rejected", self.peer.map(|p| p.ip()), now) {
+        if let Some(suppressed) =
+            log_line("report_rejected", self.reason.as_str(), self.peer.map(|p| p.ip()), now)
+        {
             tracing::warn!(
                 reason = self.reason.as_str(),
                 peer = ?self.peer,
@@ -275,7 +286,7 @@ pub struct HandshakeFailed<'a> {
 
 impl HandshakeFailed<'_> {
     pub fn emit(&self, now: UnixMs) {
-        if let Some(suppressed) = log_line("tls_handshake_refused", Some(self.peer.ip()), now) {
+        if let Some(suppressed) = log_line("tls_handshake_refused", "", Some(self.peer.ip()), now) {
             tracing::warn!(peer = %self.peer, error = %for_log_text(self.error), suppressed, "TLS handshake refused");
         }
         metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
@@ -291,7 +302,9 @@ pub struct ConnectionRefused {
 
 impl ConnectionRefused {
     pub fn emit(&self, now: UnixMs) {
-        if let Some(suppressed) = log_line("connection_refused", Some(self.peer.ip()), now) {
+        if let Some(suppressed) =
+            log_line("connection_refused", self.reason, Some(self.peer.ip()), now)
+        {
             tracing::warn!(peer = %self.peer, reason = self.reason, suppressed, "connection refused");
         }
         metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
@@ -313,11 +326,15 @@ impl EnrollmentAttempt<'_> {
         let host = self.host.map(|h| h.to_string());
         let detail = for_log_text(self.message);
         if self.outcome == "ok" {
-            tracing::info!(call = self.call, peer = ?self.peer, host = ?host, detail = %detail, "enrolment call done");
+            tracing::info!(call = self.call, peer = ?self.peer, host = ?host, detail = %detail, "enrolment call succeeded");
         } else if let Some(suppressed) =
-            log_line("enrollment_refused", self.peer.map(|p| p.ip()), now)
+            log_line(self.call, self.outcome, self.peer.map(|p| p.ip()), now)
         {
-            tracing::warn!(call = self.call, outcome = self.outcome, peer = ?self.peer, host = ?host, detail = %detail, suppressed, "enrolment call refused");
+            if self.call == "renew" {
+                tracing::warn!(outcome = self.outcome, peer = ?self.peer, host = ?host, detail = %detail, suppressed, "renew refused");
+            } else {
+                tracing::warn!(outcome = self.outcome, peer = ?self.peer, host = ?host, detail = %detail, suppressed, "enroll refused");
+            }
         }
         metrics::counter!(m::ENROLLMENTS_TOTAL, "call" => self.call, "outcome" => self.outcome)
             .increment(1);
@@ -408,7 +425,7 @@ impl ApiTokenRefused {
     pub fn emit(&self, now: UnixMs) {
         if self.reason != "missing_token"
             && let Some(suppressed) =
-                log_line("api_token_refused", self.source.map(|s| s.ip()), now)
+                log_line("api_token_refused", self.reason, self.source.map(|s| s.ip()), now)
         {
             tracing::warn!(source = ?self.source, reason = self.reason, suppressed, "API request with an unknown or revoked token");
         }

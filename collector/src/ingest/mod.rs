@@ -231,6 +231,8 @@ struct Session {
     store: Arc<dyn Store>,
     clock: SharedClock,
     host: HostId,
+    /// Where the stream comes from (its refusals are logged per address).
+    peer: Option<SocketAddr>,
     instance: String,
     interval_seconds: u32,
     /// The instance's retention watermark when the stream opened (see `CommitOutcome::Stale`).
@@ -320,6 +322,7 @@ impl ingest_server::Ingest for IngestService {
             store: self.store.clone(),
             clock: self.clock.clone(),
             host,
+            peer,
             instance: hello.agent_instance.clone(),
             interval_seconds: hello.interval_seconds.clamp(1, 86_400),
             pruned_through_seq,
@@ -512,7 +515,7 @@ impl Session {
                             }
                             _ => (to_status(&err), RejectReason::StoreUnavailable),
                         };
-                        ReportRejected { reason, peer: None, message: status.message() }
+                        ReportRejected { reason, peer: self.peer, message: status.message() }
                             .emit(self.clock.now_ms());
                         Err(status)
                     }
@@ -550,7 +553,7 @@ impl Session {
 
     async fn record_seq_reused(&self, seq: u64, refusal: &Refusal) {
         let detail = refusal.to_string();
-        ReportRejected { reason: RejectReason::SeqReused, peer: None, message: &detail }
+        ReportRejected { reason: RejectReason::SeqReused, peer: self.peer, message: &detail }
             .emit(self.clock.now_ms());
         let key = format!("{}:{seq}", self.instance);
         let now = self.clock.now_ms();
