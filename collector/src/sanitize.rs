@@ -10,13 +10,16 @@
 //!
 //! Every character that a terminal or log reader would interpret rather than show (C0 and C1
 //! controls, DEL, and the format characters that reorder or hide text) is replaced by a
-//! visible escape: `\n`, `\r`, `\t`, or `\u{1b}` for the rest. Pure and allocation-bounded:
-//! the work is proportional to the bound, not to the input.
+//! visible escape: `\n`, `\r`, `\t`, or `\u{1b}` for the rest. Pure; all but
+//! [`for_terminal_whole`] are bounded, their work proportional to the bound, not to the input.
 
 use std::fmt::Write as _;
 
 /// Longest text `vigilctl` prints in one field, in characters, before the `…` marker.
 pub const TERMINAL_MAX_CHARS: usize = 200;
+/// Longest free text (a note, a summary, a line of a timeline) `vigilctl` prints in a detail
+/// view, in characters, before the `…` marker.
+pub const TERMINAL_TEXT_MAX_CHARS: usize = 4_096;
 /// Longest name (hostname, OS name, agent instance, sensor or token name) in a log field, in
 /// characters, before the marker saying how much was cut.
 pub const LOG_NAME_MAX_CHARS: usize = 128;
@@ -67,7 +70,7 @@ fn push_escape(out: &mut String, c: char) {
 /// in the output is never ambiguous) escaped, at most `max_chars` characters of it. Returns
 /// the visible text and the number of input bytes left out.
 fn visible(text: &str, max_chars: usize, backslash: bool) -> (String, usize) {
-    let mut out = String::with_capacity(text.len().min(max_chars * 2));
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(2)));
     let mut chars = 0;
     let mut piece = String::new();
     for (at, c) in text.char_indices() {
@@ -105,6 +108,17 @@ pub fn for_terminal_within(text: &str, width: usize) -> String {
     let (mut out, _) = visible(text, width.saturating_sub(1), true);
     out.push(ELLIPSIS);
     out
+}
+
+/// [`for_terminal`] for free text in a detail view: at most [`TERMINAL_TEXT_MAX_CHARS`].
+pub fn for_terminal_text(text: &str) -> String {
+    for_terminal_within(text, TERMINAL_TEXT_MAX_CHARS)
+}
+
+/// [`for_terminal`] without the length bound, for what must be copied whole (a join command,
+/// a token shown once).
+pub fn for_terminal_whole(text: &str) -> String {
+    visible(text, usize::MAX, true).0
 }
 
 /// A name for a log field: escaped as for the terminal, at most [`LOG_NAME_MAX_CHARS`]
@@ -245,6 +259,9 @@ mod tests {
 
         let plain = "x".repeat(1 << 20);
         assert_eq!(for_terminal(&plain).chars().count(), TERMINAL_MAX_CHARS);
+        assert_eq!(for_terminal_text(&plain).chars().count(), TERMINAL_TEXT_MAX_CHARS);
+        assert_eq!(for_terminal_whole(&plain), plain, "copied whole");
+        assert_eq!(for_terminal_whole("a\u{1b}b"), "a\\u{1b}b");
         assert_eq!(for_terminal_within(&plain, 10), "xxxxxxxxx…");
         assert_eq!(for_terminal_within("x".repeat(10).as_str(), 10), "x".repeat(10));
 

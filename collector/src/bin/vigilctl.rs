@@ -309,6 +309,11 @@ fn s(v: &Value) -> String {
     cell(v)
 }
 
+/// [`s`] without the length bound, for what the operator copies whole.
+fn whole(v: &Value) -> String {
+    v.as_str().map_or_else(|| s(v), vigil_collector::sanitize::for_terminal_whole)
+}
+
 /// One table row per element of the JSON array `list`.
 fn each(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
     list.as_array().into_iter().flatten().map(row).collect()
@@ -464,7 +469,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                     s(&v["site"]),
                     s(&v["uses"]),
                     s(&v["expires_at"]),
-                    s(&v["join_command"])
+                    whole(&v["join_command"])
                 )
             })
         }
@@ -493,7 +498,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                     "API token {:?} ({}) created; it is shown only now:\n\n  {}\n",
                     s(&v["name"]),
                     s(&v["role"]),
-                    s(&v["token"])
+                    whole(&v["token"])
                 )
             })
         }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{ago, cell, cell_within, table};
-use crate::sanitize::for_terminal;
+use crate::sanitize::{for_terminal, for_terminal_text};
 
 fn state(i: &Value) -> String {
     let mut state = cell(&i["state"]);
@@ -66,7 +66,7 @@ pub fn incidents_table(list: &Value, now_ms: i64) -> String {
 pub fn incident_detail(i: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}  L{}  {}", cell(&i["number"]), cell(&i["level"]), state(i));
-    let _ = writeln!(out, "  {}", cell(&i["summary"]));
+    let _ = writeln!(out, "  {}", i["summary"].as_str().map(for_terminal_text).unwrap_or_default());
     let fields = [
         ("where", place(i)),
         ("host id", cell(&i["host_id"])),
@@ -81,7 +81,10 @@ pub fn incident_detail(i: &Value) -> String {
         ),
         ("assignee", cell(&i["assignee"])),
         ("resolved", format!("{} by {}", cell(&i["resolved_at"]), cell(&i["resolved_by"]))),
-        ("service record", cell(&i["resolution_note"])),
+        (
+            "service record",
+            i["resolution_note"].as_str().map_or_else(|| "-".into(), for_terminal_text),
+        ),
     ];
     for (name, value) in fields {
         let _ = writeln!(out, "  {name:<15} {value}");
@@ -118,7 +121,7 @@ pub fn incident_detail(i: &Value) -> String {
                 cell(&d["receiver"]),
                 cell(&d["state"]),
                 cell(&d["attempts"]),
-                d["last_error"].as_str().map(for_terminal).unwrap_or_default()
+                d["last_error"].as_str().map(for_terminal_text).unwrap_or_default()
             );
         }
     }
@@ -126,7 +129,7 @@ pub fn incident_detail(i: &Value) -> String {
     for t in i["timeline"].as_array().into_iter().flatten() {
         let detail = t["detail"].as_str().unwrap_or("");
         let mut lines = detail.lines();
-        let first = lines.next().map(for_terminal).unwrap_or_default();
+        let first = lines.next().map(for_terminal_text).unwrap_or_default();
         let _ = writeln!(
             out,
             "  {}  {:<12} {:<24} {first}",
@@ -135,7 +138,7 @@ pub fn incident_detail(i: &Value) -> String {
             cell(&t["actor"])
         );
         for line in lines {
-            let _ = writeln!(out, "  {:<63} {}", "", for_terminal(line));
+            let _ = writeln!(out, "  {:<63} {}", "", for_terminal_text(line));
         }
     }
     out

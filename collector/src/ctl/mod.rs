@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::sanitize::{for_terminal, for_terminal_within};
+use crate::sanitize::{for_terminal, for_terminal_text, for_terminal_within};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
@@ -144,11 +144,12 @@ impl Client {
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| CtlError::BadAnswer {
             url: url.clone(),
-            detail: for_terminal(&e.to_string()),
+            detail: for_terminal_text(&e.to_string()),
         })?;
         if !status.is_success() {
             // The message may quote what a host or client sent.
-            let message = for_terminal(body["error"]["message"].as_str().unwrap_or("no message"));
+            let message =
+                for_terminal_text(body["error"]["message"].as_str().unwrap_or("no message"));
             return Err(CtlError::Api { url, status: status.as_u16(), message });
         }
         Ok(body)
@@ -385,7 +386,7 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
             let status = for_terminal(
                 &p["status"].as_str().unwrap_or("").trim_start_matches("STATUS_").to_lowercase(),
             );
-            let message = for_terminal(p["message"].as_str().unwrap_or(""));
+            let message = for_terminal_text(p["message"].as_str().unwrap_or(""));
             let _ = writeln!(out, "  {:<12} {:<12} {}", s(&p["probe"]), status, message);
         }
     }
@@ -409,7 +410,7 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
                 "  {}  {}  {}",
                 ago(e["at_ms"].as_i64(), now_ms),
                 s(&e["kind"]),
-                s(&e["detail"])
+                e["detail"].as_str().map_or_else(|| "-".into(), for_terminal_text)
             );
         }
     }
