@@ -1,8 +1,9 @@
 //! Per-key limits on the injected clock, so tests are exact: token buckets ([`RateLimiter`]:
 //! enrolment attempts per source address, live reports per host), and [`LogThrottle`], one log
-//! line per key per interval for what a peer can make the collector log in a loop. Buckets
-//! that have refilled completely are forgotten, so a scan from many addresses cannot grow the
-//! table without bound; the throttle holds at most a fixed number of keys.
+//! line per key per interval for what a peer can make the collector log in a loop. Both hold at
+//! most a fixed number of keys, past which new keys share one slot, so a scan from ever new
+//! addresses cannot grow them without bound; buckets that have refilled completely are
+//! forgotten.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -10,29 +11,60 @@ use std::sync::Mutex;
 
 use crate::clock::UnixMs;
 
+/// Buckets above this many make `allow` forget the ones that have refilled completely (at most
+/// once a second).
+const SWEEP_ABOVE: usize = 10_000;
+
+/// Most buckets a limiter holds; past that, keys it has no bucket for share one, so a scan from
+/// ever new addresses costs bounded memory (and is limited as one).
+pub const MAX_BUCKETS: usize = 100_000;
+
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     /// Tokens per minute, which is also the burst.
     per_minute: u32,
-    buckets: Mutex<HashMap<K, (f64, UnixMs)>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+#[derive(Debug)]
+struct Buckets<K> {
+    by_key: HashMap<K, (f64, UnixMs)>,
+    /// The bucket shared by keys past [`MAX_BUCKETS`].
+    overflow: (f64, UnixMs),
+    swept_at: UnixMs,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute: per_minute.max(1), buckets: Mutex::new(HashMap::new()) }
+        let per_minute = per_minute.max(1);
+        Self {
+            per_minute,
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                overflow: (f64::from(per_minute), UnixMs::MIN),
+                swept_at: UnixMs::MIN,
+            }),
+        }
     }
 
     /// Takes one token for `key` at `now`; false when the bucket is empty.
     pub fn allow(&self, key: &K, now: UnixMs) -> bool {
         let capacity = f64::from(self.per_minute);
         let per_ms = capacity / 60_000.0;
+        let refilled =
+            |tokens: f64, at: UnixMs| tokens + now.saturating_sub(at).max(0) as f64 * per_ms;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 10_000 {
-            buckets
-                .retain(|_, (tokens, at)| *tokens + (now - *at).max(0) as f64 * per_ms < capacity);
+        let Buckets { by_key, overflow, swept_at } = &mut *buckets;
+        if by_key.len() > SWEEP_ABOVE && now.saturating_sub(*swept_at) >= 1_000 {
+            by_key.retain(|_, (tokens, at)| refilled(*tokens, *at) < capacity);
+            *swept_at = now;
         }
-        let (tokens, at) = buckets.entry(key.clone()).or_insert((capacity, now));
-        *tokens = (*tokens + (now - *at).max(0) as f64 * per_ms).min(capacity);
+        let (tokens, at) = if by_key.contains_key(key) || by_key.len() < MAX_BUCKETS {
+            by_key.entry(key.clone()).or_insert((capacity, now))
+        } else {
+            overflow
+        };
+        *tokens = refilled(*tokens, *at).min(capacity);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -151,5 +183,17 @@ mod tests {
         assert!(!limiter.allow(&a, 19_999), "one token takes 20 s at 3/min");
         assert!(limiter.allow(&a, 20_000));
         assert!(!limiter.allow(&a, 20_001));
+    }
+
+    #[test]
+    fn a_scan_from_ever_new_keys_holds_a_bounded_table() {
+        let limiter = RateLimiter::new(10);
+        let allowed = (0..MAX_BUCKETS as u32 + 50_000).filter(|k| limiter.allow(k, 0)).count();
+        assert_eq!(allowed, MAX_BUCKETS + 10, "keys past the bound share one bucket of 10");
+        assert_eq!(limiter.buckets.lock().unwrap().by_key.len(), MAX_BUCKETS);
+        assert!(limiter.allow(&7, 0), "a key holding a bucket keeps it");
+        // Once the buckets have refilled they are forgotten, and new keys get their own again.
+        assert!(limiter.allow(&u32::MAX, 60_000));
+        assert_eq!(limiter.buckets.lock().unwrap().by_key.len(), 1);
     }
 }
