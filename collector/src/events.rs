@@ -1,10 +1,64 @@
 //! The collector's own telemetry events. Each notable occurrence is one struct whose `emit`
 //! writes the structured log line and moves the matching counter together, so logs and metrics
 //! never disagree and labels stay fixed and low-cardinality.
+//!
+//! What a host or client sent reaches a log line only through [`crate::sanitize::for_log`]
+//! (names) or [`crate::sanitize::for_log_text`] (messages), as a structured field, so no peer
+//! can forge a line or make one long. Rejections a peer can cause at will (a refused report,
+//! enrolment, handshake, connection or API token) write one line per source address per
+//! [`REJECTION_LOG_INTERVAL_MS`], saying how many were suppressed since the last; their
+//! counters count every one.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
+
+use crate::clock::UnixMs;
 use crate::ids::HostId;
 use crate::metrics as m;
+use crate::ratelimit::LogThrottle;
+use crate::sanitize::{for_log, for_log_text};
 use crate::store::{IncidentChange, incident_number};
+
+/// How long after a rejection's log line the same kind of rejection from the same source
+/// address is only counted.
+pub const REJECTION_LOG_INTERVAL_MS: i64 = 60_000;
+
+/// Source addresses whose rejection lines are throttled one by one; addresses past these share
+/// one slot (see [`LogThrottle`]).
+const REJECTION_LOG_MAX_SOURCES: usize = 4_096;
+
+/// The `event` label of `vigil_log_lines_suppressed_total`, one per throttled event (`enroll`
+/// and `renew` are the refused enrolment calls).
+pub const THROTTLED_EVENTS: [&str; 6] = [
+    "report_rejected",
+    "enroll",
+    "renew",
+    "tls_handshake_refused",
+    "connection_refused",
+    "api_token_refused",
+];
+
+/// Throttled per event, reason and source address: a source's refusal of one reason never hides
+/// another.
+static REJECTION_LOG: LazyLock<LogThrottle<(&'static str, &'static str, IpAddr)>> =
+    LazyLock::new(|| LogThrottle::new(REJECTION_LOG_INTERVAL_MS, REJECTION_LOG_MAX_SOURCES));
+
+/// Whether a rejection `event` for `reason` from `source` at `now` writes its log line:
+/// `Some(suppressed)` (the lines left out since the last one), or `None`, counted as a
+/// suppressed line.
+fn log_line(
+    event: &'static str,
+    reason: &'static str,
+    source: Option<IpAddr>,
+    now: UnixMs,
+) -> Option<u64> {
+    let key = (event, reason, source.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+    let said = REJECTION_LOG.admit(&key, now);
+    if said.is_none() {
+        metrics::counter!(m::LOG_LINES_SUPPRESSED_TOTAL, "event" => event).increment(1);
+    }
+    said
+}
 
 /// Why a report or stream was refused; the label of `vigil_ingest_reports_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +110,18 @@ pub struct ReportRejected<'a> {
 }
 
 impl ReportRejected<'_> {
-    pub fn emit(&self) {
-        tracing::warn!(
-            reason = self.reason.as_str(),
-            peer = ?self.peer,
-            message = self.message,
-            "report rejected"
-        );
+    pub fn emit(&self, now: UnixMs) {
+        if let Some(suppressed) =
+            log_line("report_rejected", self.reason.as_str(), self.peer.map(|p| p.ip()), now)
+        {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                peer = ?self.peer,
+                detail = %for_log_text(self.message),
+                suppressed,
+                "report rejected"
+            );
+        }
         metrics::counter!(m::REPORTS_REJECTED_TOTAL, "reason" => self.reason.as_str()).increment(1);
     }
 }
@@ -109,19 +168,19 @@ impl NotificationDelivered<'_> {
         let d = self.delivery;
         let outcome = match self.outcome {
             DeliveryOutcome::Delivered => {
-                tracing::info!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, "notification delivered");
+                tracing::info!(event = %d.event_id, receiver = %for_log(&d.receiver), attempt = d.attempts + 1, "notification delivered");
                 "delivered"
             }
             DeliveryOutcome::Retry { error, .. } => {
-                tracing::warn!(event = %d.event_id, receiver = %d.receiver, attempt = d.attempts + 1, error = %error, "notification not delivered; will retry");
+                tracing::warn!(event = %d.event_id, receiver = %for_log(&d.receiver), attempt = d.attempts + 1, error = %for_log_text(error), "notification not delivered; will retry");
                 "retry"
             }
             DeliveryOutcome::DeadLetter { error, .. } if d.state != "dead_letter" => {
-                tracing::error!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
+                tracing::error!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id, attempt = d.attempts + 1, error = %for_log_text(error), "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
                 "failed"
             }
             DeliveryOutcome::DeadLetter { error, .. } => {
-                tracing::warn!(event = %d.event_id, receiver = %d.receiver, delivery = d.id, attempt = d.attempts + 1, error = %error, "dead-lettered notification still not delivered");
+                tracing::warn!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id, attempt = d.attempts + 1, error = %for_log_text(error), "dead-lettered notification still not delivered");
                 "failed"
             }
         };
@@ -158,9 +217,9 @@ impl EvaluationFailed<'_> {
         let r = self.record;
         tracing::error!(
             host = %r.host_id,
-            instance = %r.instance,
+            instance = %for_log(&r.instance),
             seq = r.seq,
-            error = self.error,
+            error = %for_log_text(self.error),
             "evaluating a report failed; it is skipped and the next one is evaluated"
         );
         metrics::counter!(m::INCIDENT_EVALUATION_ERRORS_TOTAL).increment(1);
@@ -180,9 +239,9 @@ impl StreamOpened<'_> {
     pub fn emit(&self) {
         tracing::info!(
             host = %self.host,
-            hostname = self.hostname,
-            instance = self.instance,
-            agent_version = self.agent_version,
+            hostname = %for_log(self.hostname),
+            instance = %for_log(self.instance),
+            agent_version = %for_log(self.agent_version),
             peer = ?self.peer,
             "agent connected"
         );
@@ -199,7 +258,7 @@ pub struct StreamClosed<'a> {
 
 impl StreamClosed<'_> {
     pub fn emit(&self) {
-        tracing::info!(host = %self.host, instance = self.instance, reason = self.reason, "agent disconnected");
+        tracing::info!(host = %self.host, instance = %for_log(self.instance), reason = %for_log_text(self.reason), "agent disconnected");
         metrics::gauge!(m::STREAMS_OPEN).decrement(1.0);
     }
 }
@@ -212,7 +271,7 @@ pub struct HostRegistered<'a> {
 
 impl HostRegistered<'_> {
     pub fn emit(&self) {
-        tracing::info!(host = %self.host, hostname = self.hostname, "host registered");
+        tracing::info!(host = %self.host, hostname = %for_log(self.hostname), "host registered");
         metrics::counter!(m::HOSTS_REGISTERED_TOTAL).increment(1);
     }
 }
@@ -221,13 +280,15 @@ impl HostRegistered<'_> {
 /// garbage, or too slow.
 #[derive(Debug)]
 pub struct HandshakeFailed<'a> {
-    pub peer: std::net::SocketAddr,
+    pub peer: SocketAddr,
     pub error: &'a str,
 }
 
 impl HandshakeFailed<'_> {
-    pub fn emit(&self) {
-        tracing::warn!(peer = %self.peer, error = self.error, "TLS handshake refused");
+    pub fn emit(&self, now: UnixMs) {
+        if let Some(suppressed) = log_line("tls_handshake_refused", "", Some(self.peer.ip()), now) {
+            tracing::warn!(peer = %self.peer, error = %for_log_text(self.error), suppressed, "TLS handshake refused");
+        }
         metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
     }
 }
@@ -235,13 +296,17 @@ impl HandshakeFailed<'_> {
 /// A connection closed at once because the listener is at `grpc.max_connections`.
 #[derive(Debug)]
 pub struct ConnectionRefused {
-    pub peer: std::net::SocketAddr,
+    pub peer: SocketAddr,
     pub reason: &'static str,
 }
 
 impl ConnectionRefused {
-    pub fn emit(&self) {
-        tracing::warn!(peer = %self.peer, reason = self.reason, "connection refused");
+    pub fn emit(&self, now: UnixMs) {
+        if let Some(suppressed) =
+            log_line("connection_refused", self.reason, Some(self.peer.ip()), now)
+        {
+            tracing::warn!(peer = %self.peer, reason = self.reason, suppressed, "connection refused");
+        }
         metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
     }
 }
@@ -257,11 +322,19 @@ pub struct EnrollmentAttempt<'a> {
 }
 
 impl EnrollmentAttempt<'_> {
-    pub fn emit(&self) {
+    pub fn emit(&self, now: UnixMs) {
+        let host = self.host.map(|h| h.to_string());
+        let detail = for_log_text(self.message);
         if self.outcome == "ok" {
-            tracing::info!(call = self.call, peer = ?self.peer, host = ?self.host.map(|h| h.to_string()), "{}", self.message);
-        } else {
-            tracing::warn!(call = self.call, outcome = self.outcome, peer = ?self.peer, host = ?self.host.map(|h| h.to_string()), "{} refused: {}", self.call, self.message);
+            tracing::info!(call = self.call, peer = ?self.peer, host = ?host, detail = %detail, "enrolment call succeeded");
+        } else if let Some(suppressed) =
+            log_line(self.call, self.outcome, self.peer.map(|p| p.ip()), now)
+        {
+            if self.call == "renew" {
+                tracing::warn!(outcome = self.outcome, peer = ?self.peer, host = ?host, detail = %detail, suppressed, "renew refused");
+            } else {
+                tracing::warn!(outcome = self.outcome, peer = ?self.peer, host = ?host, detail = %detail, suppressed, "enroll refused");
+            }
         }
         metrics::counter!(m::ENROLLMENTS_TOTAL, "call" => self.call, "outcome" => self.outcome)
             .increment(1);
@@ -279,8 +352,8 @@ impl ClonedIdentity<'_> {
     pub fn emit(&self) {
         tracing::warn!(
             host = %self.host,
-            instance = self.instance,
-            other_instance = self.other_instance,
+            instance = %for_log(self.instance),
+            other_instance = %for_log(self.other_instance),
             "two agent instances are reporting at once as one host (cloned identity); \
              both are stored"
         );
@@ -324,8 +397,8 @@ impl IncidentChanged<'_> {
             incident = %incident_number(c.incident_id),
             change = c.change,
             level = c.level,
-            rule = %c.rule,
-            resource = %c.resource,
+            rule = %for_log(&c.rule),
+            resource = %for_log(&c.resource),
             "incident {}", c.change
         );
         let level = match c.level {
@@ -336,5 +409,26 @@ impl IncidentChanged<'_> {
         };
         metrics::counter!(m::INCIDENT_CHANGES_TOTAL, "change" => c.change, "level" => level)
             .increment(1);
+    }
+}
+
+/// An API request refused for its token: missing (counted only) or unknown or revoked (logged
+/// once per source address per interval).
+#[derive(Debug)]
+pub struct ApiTokenRefused {
+    pub source: Option<SocketAddr>,
+    /// `missing_token` or `unknown_token`.
+    pub reason: &'static str,
+}
+
+impl ApiTokenRefused {
+    pub fn emit(&self, now: UnixMs) {
+        if self.reason != "missing_token"
+            && let Some(suppressed) =
+                log_line("api_token_refused", self.reason, self.source.map(|s| s.ip()), now)
+        {
+            tracing::warn!(source = ?self.source, reason = self.reason, suppressed, "API request with an unknown or revoked token");
+        }
+        metrics::counter!(m::API_UNAUTHENTICATED_TOTAL, "reason" => self.reason).increment(1);
     }
 }

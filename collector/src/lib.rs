@@ -28,6 +28,7 @@ pub mod notify;
 pub mod pki;
 pub mod ratelimit;
 pub mod readings;
+pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod server;

@@ -23,6 +23,8 @@ pub const RUNNER_LEASE_HELD: &str = "vigil_runner_lease_held";
 pub const NOTIFICATIONS_TOTAL: &str = "vigil_notification_attempts_total";
 pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_seconds";
 pub const INCIDENT_EVALUATION_ERRORS_TOTAL: &str = "vigil_incident_evaluation_errors_total";
+pub const API_UNAUTHENTICATED_TOTAL: &str = "vigil_api_unauthenticated_requests_total";
+pub const LOG_LINES_SUPPRESSED_TOTAL: &str = "vigil_log_lines_suppressed_total";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -50,6 +52,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!(NOTIFICATIONS_TOTAL, "outcome" => outcome).absolute(0);
     }
     metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
+    for reason in ["missing_token", "unknown_token"] {
+        metrics::counter!(API_UNAUTHENTICATED_TOTAL, "reason" => reason).absolute(0);
+    }
+    for event in crate::events::THROTTLED_EVENTS {
+        metrics::counter!(LOG_LINES_SUPPRESSED_TOTAL, "event" => event).absolute(0);
+    }
     metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -108,6 +116,15 @@ fn describe() {
     );
     describe_counter!(ENROLLMENTS_TOTAL, "Enroll and Renew calls, by call and outcome.");
     describe_counter!(
+        API_UNAUTHENTICATED_TOTAL,
+        "API requests refused for their token, by reason (missing_token, unknown_token)."
+    );
+    describe_counter!(
+        LOG_LINES_SUPPRESSED_TOTAL,
+        "Rejection log lines left out because the same source was logged less than a minute \
+         before, by event; the rejections themselves are counted in full by their own counter."
+    );
+    describe_counter!(
         INCIDENT_CHANGES_TOTAL,
         "Incident changes made by the collector (opened, reopened, level, event, resolved, \
          flapping, grouped), by change and level."
@@ -135,6 +152,8 @@ mod tests {
             TLS_HANDSHAKE_FAILURES_TOTAL,
             CONNECTIONS_REFUSED_TOTAL,
             ENROLLMENTS_TOTAL,
+            API_UNAUTHENTICATED_TOTAL,
+            LOG_LINES_SUPPRESSED_TOTAL,
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/metrics.md");
         }

@@ -278,7 +278,7 @@ pub async fn run(
         .add_service(ingest.into_server())
         .add_service(enrollment.into_server())
         .serve_with_incoming_shutdown(
-            tls::incoming(grpc_listener, tls_config, limits),
+            tls::incoming(grpc_listener, tls_config, limits, clock.clone()),
             wait(stop_rx.clone()),
         );
     let http = async {

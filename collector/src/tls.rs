@@ -114,6 +114,7 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     limits: Limits,
+    clock: crate::clock::SharedClock,
 ) -> impl tokio_stream::Stream<Item = io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(64);
     let acceptor = TlsAcceptor::from(config);
@@ -133,13 +134,15 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                crate::events::ConnectionRefused { peer: addr, reason: "connection limit" }.emit();
+                crate::events::ConnectionRefused { peer: addr, reason: "connection limit" }
+                    .emit(clock.now_ms());
                 drop(tcp);
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let clock = clock.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -154,11 +157,10 @@ pub fn incoming(
                     }
                     Ok(Err(err)) => {
                         crate::events::HandshakeFailed { peer: addr, error: &err.to_string() }
-                            .emit()
+                            .emit(clock.now_ms())
                     }
-                    Err(_) => {
-                        crate::events::HandshakeFailed { peer: addr, error: "timed out" }.emit()
-                    }
+                    Err(_) => crate::events::HandshakeFailed { peer: addr, error: "timed out" }
+                        .emit(clock.now_ms()),
                 }
             });
         }

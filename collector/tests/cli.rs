@@ -45,4 +45,33 @@ fn vigilctl_explains_itself_and_refuses_bad_arguments() {
     let bad = Command::new(VIGILCTL).args(["--server", "ftp://x", "hosts"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with http:// or https://"));
+    assert!(text.contains("--insecure-http"), "--help names --insecure-http:\n{text}");
+}
+
+/// A token never crosses the network in plain http:// unless the operator says so; the refusal
+/// comes before any connection (192.0.2.1 is TEST-NET-1: nothing would answer, and a connection
+/// attempt would show as "cannot reach" instead).
+#[test]
+fn vigilctl_refuses_to_send_a_token_over_plain_http_off_loopback() {
+    let out = Command::new(VIGILCTL)
+        .args(["--server", "http://192.0.2.1:1", "--token", "vgo_test", "hosts"])
+        .env_remove("VIGIL_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure-http"), "{stderr}");
+    assert!(!stderr.contains("cannot reach"), "refused before connecting: {stderr}");
+
+    // Loopback needs no flag: the request is made (and here finds nothing listening).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let out = Command::new(VIGILCTL)
+        .args(["--server", &format!("http://127.0.0.1:{port}"), "--token", "vgo_test", "hosts"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
 }

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::{ApiError, AppState};
 use crate::error::ErrorCode;
+use crate::events::ApiTokenRefused;
 use crate::ids::CustomerId;
+use crate::sanitize::{for_log, for_log_text};
 use crate::store::{AuditEntry, CustomerRow, HostRow, Role};
 
 #[derive(Debug, Clone)]
@@ -104,7 +106,7 @@ impl Caller {
             detail: detail.to_string(),
             source: self.source.clone(),
         };
-        tracing::info!(actor = %entry.actor, action, target = %entry.target, source = %entry.source, detail = %entry.detail, "audit");
+        tracing::info!(actor = %for_log(&entry.actor), action, target = %for_log(&entry.target), source = %entry.source, detail = %for_log_text(&entry.detail), "audit");
         state.store.record_audit(&entry).await?;
         Ok(())
     }
@@ -120,19 +122,18 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let source = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
+        let refused = |reason| ApiTokenRefused { source: peer, reason }.emit(state.clock.now_ms());
         let Some(secret) = bearer(parts) else {
+            refused("missing_token");
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
                 "missing `Authorization: Bearer <token>` (see `vigilctl --help` for --token)",
             ));
         };
         let Some(token) = state.store.api_token(&crate::secret::sha256(secret)).await? else {
-            tracing::warn!(source = %source, "API request with an unknown or revoked token");
+            refused("unknown_token");
             return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown or revoked token"));
         };
         Ok(Caller {

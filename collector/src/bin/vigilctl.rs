@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vigil_collector::ctl::incidents::{incident_detail, incidents_table, maintenance_table};
-use vigil_collector::ctl::{Client, CtlError, host_detail, hosts_table, table};
+use vigil_collector::ctl::{
+    Client, CtlError, cell, host_detail, hosts_table, json_for_terminal, table,
+};
 
 /// Work with a Vigil collector from the terminal: hosts, incidents, maintenance windows,
 /// customers, enrolment tokens, API tokens and the audit log.
@@ -31,6 +33,11 @@ struct Cli {
     /// <data_dir>/tls/ca.crt, or the CA of its http.cert.
     #[arg(long, env = "VIGIL_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
+    /// Send the token over plain http:// to a server that is not loopback (127.0.0.0/8, ::1,
+    /// localhost). Without it vigilctl refuses, before connecting: the token would cross the
+    /// network unencrypted. Prefer https:// (http.tls = true on the collector).
+    #[arg(long, global = true)]
+    insecure_http: bool,
     /// Print the API's JSON instead of a table (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -296,12 +303,15 @@ fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
     Ok(Some(text.trim().to_owned()))
 }
 
+/// Every field printed goes through here: what hosts and clients wrote is shown, never
+/// interpreted by the terminal.
 fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+    cell(v)
+}
+
+/// [`s`] without the length bound, for what the operator copies whole.
+fn whole(v: &Value) -> String {
+    v.as_str().map_or_else(|| s(v), vigil_collector::sanitize::for_terminal_whole)
 }
 
 /// One table row per element of the JSON array `list`.
@@ -314,9 +324,10 @@ fn ms(v: &Value) -> String {
 }
 
 async fn run(cli: Cli) -> Result<String, CtlError> {
-    let client = Client::with_token(&cli.server, token(&cli)?, cli.ca_cert.as_deref())?;
+    let client =
+        Client::with_token(&cli.server, token(&cli)?, cli.ca_cert.as_deref(), cli.insecure_http)?;
     let out = |value: Value, render: &dyn Fn(&Value) -> String| {
-        if cli.json { format!("{value:#}\n") } else { render(&value) }
+        if cli.json { json_for_terminal(&value) } else { render(&value) }
     };
     Ok(match &cli.command {
         Command::Hosts { action: None | Some(HostsAction::List) } => {
@@ -350,7 +361,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|s| s["name"].as_str().unwrap_or("").to_owned())
+                        .map(|site| s(&site["name"]))
                         .collect();
                     vec![s(&c["name"]), sites.join(", "), s(&c["id"])]
                 });
@@ -458,7 +469,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                     s(&v["site"]),
                     s(&v["uses"]),
                     s(&v["expires_at"]),
-                    s(&v["join_command"])
+                    whole(&v["join_command"])
                 )
             })
         }
@@ -469,7 +480,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                         s(&t["id"]),
                         s(&t["name"]),
                         s(&t["role"]),
-                        t["customer"].as_str().unwrap_or("(all)").to_owned(),
+                        if t["customer"].is_null() { "(all)".into() } else { s(&t["customer"]) },
                         if t["revoked_at_ms"].is_null() {
                             "active".into()
                         } else {
@@ -487,7 +498,7 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                     "API token {:?} ({}) created; it is shown only now:\n\n  {}\n",
                     s(&v["name"]),
                     s(&v["role"]),
-                    s(&v["token"])
+                    whole(&v["token"])
                 )
             })
         }

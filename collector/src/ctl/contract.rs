@@ -140,7 +140,10 @@ pub fn apply(mut contract: Value, flags: &ContractFlags) -> Result<Value, CtlErr
 /// The text view of `GET /api/v1/customers/<name>/contract`.
 pub fn render(v: &Value) -> String {
     let c = &v["contract"];
-    let s = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let s = |v: &Value| match v {
+        Value::Null => "null".to_owned(),
+        other => super::cell(other),
+    };
     let mut out = format!(
         "customer {}{}\ntime zone {}, warning at {} of a deadline\n",
         s(&v["customer"]),

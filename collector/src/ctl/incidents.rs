@@ -1,36 +1,13 @@
 //! How `vigilctl` shows incidents and maintenance windows. Summaries carry what agents sent, so
-//! every cell is made printable first: a control character or escape sequence from a host
-//! never reaches the operator's terminal.
+//! every cell goes through [`crate::sanitize::for_terminal`] first: a control character or
+//! escape sequence from a host never reaches the operator's terminal.
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::{ago, table};
-
-/// The text with control characters (escape sequences, newlines) shown as `\u{..}`.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| if c.is_control() { c.escape_unicode().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => printable(s),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn clip(text: String, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text;
-    }
-    let mut out: String = text.chars().take(width - 1).collect();
-    out.push('…');
-    out
-}
+use super::{ago, cell, cell_within, table};
+use crate::sanitize::{for_terminal, for_terminal_text};
 
 fn state(i: &Value) -> String {
     let mut state = cell(&i["state"]);
@@ -44,7 +21,7 @@ fn state(i: &Value) -> String {
 }
 
 fn place(i: &Value) -> String {
-    let host = i["hostname"].as_str().map(printable).unwrap_or_else(|| "(site)".into());
+    let host = i["hostname"].as_str().map(for_terminal).unwrap_or_else(|| "(site)".into());
     format!("{}/{}/{host}", cell(&i["customer"]), cell(&i["site"]))
 }
 
@@ -65,8 +42,8 @@ pub fn incidents_table(list: &Value, now_ms: i64) -> String {
                 ago(i["opened_at_ms"].as_i64(), now_ms),
                 place(i),
                 cell(&i["rule"]),
-                clip(cell(&i["resource"]), 32),
-                clip(cell(&i["summary"]), 80),
+                cell_within(&i["resource"], 32),
+                cell_within(&i["summary"], 80),
             ]
         })
         .collect();
@@ -89,7 +66,7 @@ pub fn incidents_table(list: &Value, now_ms: i64) -> String {
 pub fn incident_detail(i: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}  L{}  {}", cell(&i["number"]), cell(&i["level"]), state(i));
-    let _ = writeln!(out, "  {}", cell(&i["summary"]));
+    let _ = writeln!(out, "  {}", i["summary"].as_str().map(for_terminal_text).unwrap_or_default());
     let fields = [
         ("where", place(i)),
         ("host id", cell(&i["host_id"])),
@@ -104,7 +81,10 @@ pub fn incident_detail(i: &Value) -> String {
         ),
         ("assignee", cell(&i["assignee"])),
         ("resolved", format!("{} by {}", cell(&i["resolved_at"]), cell(&i["resolved_by"]))),
-        ("service record", cell(&i["resolution_note"])),
+        (
+            "service record",
+            i["resolution_note"].as_str().map_or_else(|| "-".into(), for_terminal_text),
+        ),
     ];
     for (name, value) in fields {
         let _ = writeln!(out, "  {name:<15} {value}");
@@ -141,7 +121,7 @@ pub fn incident_detail(i: &Value) -> String {
                 cell(&d["receiver"]),
                 cell(&d["state"]),
                 cell(&d["attempts"]),
-                d["last_error"].as_str().map(printable).unwrap_or_default()
+                d["last_error"].as_str().map(for_terminal_text).unwrap_or_default()
             );
         }
     }
@@ -149,7 +129,7 @@ pub fn incident_detail(i: &Value) -> String {
     for t in i["timeline"].as_array().into_iter().flatten() {
         let detail = t["detail"].as_str().unwrap_or("");
         let mut lines = detail.lines();
-        let first = lines.next().map(printable).unwrap_or_default();
+        let first = lines.next().map(for_terminal_text).unwrap_or_default();
         let _ = writeln!(
             out,
             "  {}  {:<12} {:<24} {first}",
@@ -158,7 +138,7 @@ pub fn incident_detail(i: &Value) -> String {
             cell(&t["actor"])
         );
         for line in lines {
-            let _ = writeln!(out, "  {:<63} {}", "", printable(line));
+            let _ = writeln!(out, "  {:<63} {}", "", for_terminal_text(line));
         }
     }
     out
@@ -174,8 +154,8 @@ pub fn maintenance_table(list: &Value) -> String {
         .iter()
         .map(|w| {
             let scope = match (w["hostname"].as_str(), w["site"].as_str()) {
-                (Some(host), _) => format!("{}/host {}", cell(&w["customer"]), printable(host)),
-                (None, Some(site)) => format!("{}/{}", cell(&w["customer"]), printable(site)),
+                (Some(host), _) => format!("{}/host {}", cell(&w["customer"]), for_terminal(host)),
+                (None, Some(site)) => format!("{}/{}", cell(&w["customer"]), for_terminal(site)),
                 (None, None) => cell(&w["customer"]),
             };
             let rules = w["rules"]
@@ -192,7 +172,7 @@ pub fn maintenance_table(list: &Value) -> String {
                 cell(&w["recurrence"]),
                 if w["active"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
                 cell(&w["next_start"]),
-                clip(cell(&w["reason"]), 60),
+                cell_within(&w["reason"], 60),
             ]
         })
         .collect();

@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::sanitize::{for_terminal, for_terminal_text, for_terminal_within};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     #[error("cannot reach the collector at {url}: {source}")]
@@ -44,13 +46,23 @@ pub struct Client {
 
 impl Client {
     /// A client that sends `token` as `Authorization: Bearer` and, for an `https://` server,
-    /// trusts `ca_cert` (PEM; the collector's `<data_dir>/tls/ca.crt`) and nothing else.
+    /// trusts `ca_cert` (PEM; the collector's `<data_dir>/tls/ca.crt`) and nothing else. A
+    /// token goes over plain `http://` only to a loopback address, or with `insecure_http`;
+    /// refused before any connection is made.
     pub fn with_token(
         server: &str,
         token: Option<String>,
         ca_cert: Option<&std::path::Path>,
+        insecure_http: bool,
     ) -> Result<Self, CtlError> {
         let mut client = Self::new(server)?;
+        if token.is_some() && !insecure_http && !token_may_travel(&client.base) {
+            return Err(CtlError::Usage(format!(
+                "--server {server} is plain http:// to a host that is not loopback: the API \
+                 token would cross the network unencrypted. Use https:// (set http.tls = true \
+                 on the collector) or, if the network is trusted, pass --insecure-http"
+            )));
+        }
         client.token = token;
         if client.base.starts_with("https://") {
             let Some(path) = ca_cert else {
@@ -79,6 +91,7 @@ impl Client {
     }
 
     pub fn new(server: &str) -> Result<Self, CtlError> {
+        // (See `with_token` for what may carry a token.)
         // reqwest's TLS support looks up the process-wide rustls provider even for http://.
         vigil_tls::install_crypto_provider();
         let base = server.trim_end_matches('/').to_owned();
@@ -129,12 +142,14 @@ impl Client {
             .await
             .map_err(|source| CtlError::Unreachable { url: url.clone(), source })?;
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| CtlError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+        let body: Value = response.json().await.map_err(|e| CtlError::BadAnswer {
+            url: url.clone(),
+            detail: for_terminal_text(&e.to_string()),
+        })?;
         if !status.is_success() {
-            let message = body["error"]["message"].as_str().unwrap_or("no message").to_owned();
+            // The message may quote what a host or client sent.
+            let message =
+                for_terminal_text(body["error"]["message"].as_str().unwrap_or("no message"));
             return Err(CtlError::Api { url, status: status.as_u16(), message });
         }
         Ok(body)
@@ -161,6 +176,62 @@ impl Client {
                 matches.len()
             ))),
         }
+    }
+}
+
+/// A JSON value as one printable cell: a string through [`for_terminal`] (host-controlled text
+/// is shown, never interpreted), `-` for null, anything else as JSON.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => for_terminal(s),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// [`cell`] at most `width` characters wide, `…` marking a cut.
+pub fn cell_within(v: &Value, width: usize) -> String {
+    match v {
+        Value::String(s) => for_terminal_within(s, width),
+        other => for_terminal_within(&cell(other), width),
+    }
+}
+
+/// `--json` output: pretty JSON in which every character [`crate::sanitize::is_unsafe`] holds
+/// back from a terminal (serde leaves DEL, C1 controls and bidi overrides raw) is written as a
+/// JSON `\uXXXX` escape, so the document means the same and the terminal shows it inertly.
+pub fn json_for_terminal(value: &Value) -> String {
+    let mut out = String::new();
+    for c in format!("{value:#}").chars() {
+        if crate::sanitize::is_unsafe(c) && c != '\n' {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// A string field as a cell, `-` when missing or empty.
+fn text(v: &Value) -> String {
+    v.as_str().filter(|s| !s.is_empty()).map_or_else(|| "-".into(), for_terminal)
+}
+
+/// Whether a bearer token may be sent to `base`: over `https://`, or over `http://` to a
+/// loopback address (127.0.0.0/8, ::1, `localhost`) only.
+pub fn token_may_travel(base: &str) -> bool {
+    if base.starts_with("https://") {
+        return true;
+    }
+    let Ok(url) = reqwest::Url::parse(base) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost."),
     }
 }
 
@@ -206,14 +277,10 @@ pub fn hosts_table(list: &Value, now_ms: i64) -> String {
     for h in list["hosts"].as_array().into_iter().flatten() {
         let r = &h["readings"];
         rows.push([
-            h["id"].as_str().unwrap_or("").chars().take(8).collect(),
-            h["hostname"].as_str().unwrap_or("").to_owned(),
-            format!(
-                "{}/{}",
-                h["customer"].as_str().unwrap_or(""),
-                h["site"].as_str().unwrap_or("")
-            ),
-            h["status"].as_str().unwrap_or("").to_owned(),
+            for_terminal(&h["id"].as_str().unwrap_or("").chars().take(8).collect::<String>()),
+            text(&h["hostname"]),
+            format!("{}/{}", text(&h["customer"]), text(&h["site"])),
+            text(&h["status"]),
             ago(h["last_seen_unix_ms"].as_i64(), now_ms),
             pct(&r["cpu_usage_ratio"]),
             pct(&r["memory_used_ratio"]),
@@ -225,7 +292,7 @@ pub fn hosts_table(list: &Value, now_ms: i64) -> String {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
             gib(&h["memory_total_bytes"]),
-            h["os"].as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned(),
+            text(&h["os"]),
         ]);
     }
     if rows.is_empty() {
@@ -265,7 +332,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 pub fn host_detail(h: &Value, now_ms: i64) -> String {
     let f = &h["facts"];
     let r = &h["readings"];
-    let s = |v: &Value| v.as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+    let s = text;
     let mut out = String::new();
     let _ = writeln!(out, "Host        {} ({})", s(&h["hostname"]), s(&h["id"]));
     let _ = writeln!(out, "Customer    {} / site {}", s(&h["customer"]), s(&h["site"]));
@@ -274,7 +341,7 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
         "Status      {} (last report {}, every {}s)",
         s(&h["status"]),
         ago(h["last_seen_unix_ms"].as_i64(), now_ms),
-        h["interval_seconds"]
+        cell(&h["interval_seconds"])
     );
     let _ = writeln!(
         out,
@@ -316,9 +383,10 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
     if let Some(probes) = h["latest_report"]["probes"].as_array() {
         let _ = writeln!(out, "Probes");
         for p in probes {
-            let status =
-                p["status"].as_str().unwrap_or("").trim_start_matches("STATUS_").to_lowercase();
-            let message = p["message"].as_str().unwrap_or("");
+            let status = for_terminal(
+                &p["status"].as_str().unwrap_or("").trim_start_matches("STATUS_").to_lowercase(),
+            );
+            let message = for_terminal_text(p["message"].as_str().unwrap_or(""));
             let _ = writeln!(out, "  {:<12} {:<12} {}", s(&p["probe"]), status, message);
         }
     }
@@ -329,7 +397,7 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
                 out,
                 "  {}  last seq {}  last seen {}",
                 s(&i["instance"]),
-                i["max_seq"],
+                cell(&i["max_seq"]),
                 ago(i["last_seen_ms"].as_i64(), now_ms)
             );
         }
@@ -342,7 +410,7 @@ pub fn host_detail(h: &Value, now_ms: i64) -> String {
                 "  {}  {}  {}",
                 ago(e["at_ms"].as_i64(), now_ms),
                 s(&e["kind"]),
-                s(&e["detail"])
+                e["detail"].as_str().map_or_else(|| "-".into(), for_terminal_text)
             );
         }
     }
@@ -383,6 +451,60 @@ mod tests {
             "Debian GNU/Linux 12 (bookworm)",
         ] {
             assert!(lines[1].contains(cell), "missing {cell} in {table}");
+        }
+    }
+
+    #[test]
+    fn host_strings_are_shown_not_interpreted() {
+        let list = json!({"hosts": [{
+            "id": "0b7e2f7a-1111-4222-8333-944455556666",
+            "hostname": "srv\u{1b}]0;owned\u{7}\nFAKE ROW", "customer": "a\u{202e}b",
+            "site": "s\r", "status": "up", "os": "\u{9b}2J", "readings": {}
+        }]});
+        let table = hosts_table(&list, 0);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(table.chars().all(|c| c == '\n' || !crate::sanitize::is_unsafe(c)), "{table:?}");
+        assert!(table.contains("srv\\u{1b}]0;owned\\u{7}\\nFAKE ROW"), "{table}");
+
+        let detail = host_detail(
+            &json!({"hostname": "h\u{1b}[2J", "facts": {"osName": "os\nKernel fake",
+                "kernel": "\u{2066}k"}, "readings": {},
+                "latest_report": {"probes": [{"probe": "p\u{7f}", "message": "m\r\n"}]},
+                "events": [{"kind": "k", "detail": "d\u{1b}c"}]}),
+            0,
+        );
+        assert!(detail.chars().all(|c| c == '\n' || !crate::sanitize::is_unsafe(c)), "{detail:?}");
+        assert!(detail.contains("os\\nKernel fake"), "{detail}");
+
+        let json = json_for_terminal(&json!({"h": "a\u{9b}\u{202e}\u{e0041}\u{1b}"}));
+        assert!(json.chars().all(|c| c == '\n' || !crate::sanitize::is_unsafe(c)), "{json:?}");
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["h"], "a\u{9b}\u{202e}\u{e0041}\u{1b}");
+    }
+
+    #[test]
+    fn a_token_travels_over_plain_http_to_loopback_only() {
+        for base in [
+            "http://127.0.0.1:7701",
+            "http://127.9.9.9",
+            "http://[::1]:7701",
+            "http://localhost:7701",
+            "http://LOCALHOST",
+            "https://collector.example:7701",
+            "https://192.0.2.1",
+        ] {
+            assert!(token_may_travel(base), "{base}");
+        }
+        for base in [
+            "http://192.0.2.1:1",
+            "http://collector.example",
+            "http://localhost.evil.example",
+            "http://[::ffff:192.0.2.1]",
+            "http://128.0.0.1",
+            "http://10.0.0.1",
+            "http://0.0.0.0",
+        ] {
+            assert!(!token_may_travel(base), "{base}");
         }
     }
 

@@ -71,6 +71,8 @@ const RENEW_RATE_FACTOR: u32 = 100;
 struct Attempt {
     call: &'static str,
     peer: Option<std::net::SocketAddr>,
+    /// When the call came in (throttles the refusal's log line).
+    at: UnixMs,
 }
 
 impl Attempt {
@@ -82,7 +84,7 @@ impl Attempt {
             host,
             message: status.message(),
         }
-        .emit();
+        .emit(self.at);
         status
     }
 }
@@ -139,6 +141,7 @@ impl enrollment_server::Enrollment for EnrollmentService {
         let attempt = Attempt {
             call: "enroll",
             peer: request.extensions().get::<PeerInfo>().map(|p| p.addr),
+            at: me.clock.now_ms(),
         };
         me.admit(&attempt)?;
         let req = request.into_inner();
@@ -203,7 +206,7 @@ impl enrollment_server::Enrollment for EnrollmentService {
                 row.hostname, row.customer, row.site
             ),
         }
-        .emit();
+        .emit(attempt.at);
         Ok(Response::new(EnrollResponse {
             host_id: host.to_string(),
             certificate_der: issued.der.to_vec(),
@@ -218,8 +221,11 @@ impl enrollment_server::Enrollment for EnrollmentService {
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
         let me = &self.inner;
-        let attempt =
-            Attempt { call: "renew", peer: request.extensions().get::<PeerInfo>().map(|p| p.addr) };
+        let attempt = Attempt {
+            call: "renew",
+            peer: request.extensions().get::<PeerInfo>().map(|p| p.addr),
+            at: me.clock.now_ms(),
+        };
         me.admit(&attempt)?;
         let req = request.into_inner();
         let fingerprint = vigil_tls::sha256_hex(&req.certificate_der);
@@ -282,7 +288,7 @@ impl enrollment_server::Enrollment for EnrollmentService {
                 crate::clock::rfc3339(issued.not_after_ms)
             ),
         }
-        .emit();
+        .emit(attempt.at);
         Ok(Response::new(RenewResponse {
             certificate_der: issued.der.to_vec(),
             not_after_unix_ms: issued.not_after_ms,

@@ -8,8 +8,8 @@
 //!
 //! Rendered by hand at scrape time, family by family, from compact per-host samples: the
 //! metrics registry would keep every label set forever, and ten thousand hosts times fifty
-//! series is more than a general registry should hold. Label values are escaped once, when a
-//! report is observed.
+//! series is more than a general registry should hold. Label values are escaped and bounded
+//! once, when a report is observed ([`crate::sanitize::for_label`]).
 
 pub mod curate;
 
@@ -57,26 +57,10 @@ impl Default for HostMetrics {
     }
 }
 
-/// Escapes a label value for the text format: backslash, double quote and newline.
+/// A label value for the text format, escaped and bounded by [`crate::sanitize::for_label`].
 fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    escape_into(&mut out, value);
-    out
+    crate::sanitize::for_label(value)
 }
-
-fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Longest resource label kept, in bytes (agent strings can be long; a label need not be).
-const MAX_LABEL_BYTES: usize = 256;
 
 impl HostMetrics {
     pub fn new(max_series: usize) -> Self {
@@ -103,11 +87,7 @@ impl HostMetrics {
         let mut compact = Vec::with_capacity(samples.len());
         for (family, label, value) in samples {
             let start = labels.len();
-            let mut cut = label.len().min(MAX_LABEL_BYTES);
-            while !label.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            escape_into(&mut labels, &label[..cut]);
+            labels.push_str(&escape(&label));
             let len = (labels.len() - start).min(usize::from(u16::MAX));
             compact.push((family as u8, start as u32, len as u16, value));
         }
@@ -402,7 +382,7 @@ mod tests {
                     .filter(|d| matches!(d, vigil_proto::v1::probe_result::Data::Raid(_)))
             })
         {
-            raid.arrays[0].name = "md\"0\\\n".into();
+            raid.arrays[0].name = "md\"0\\\n\r".into();
         }
         metrics.observe(b, 10, &report);
         let mut out = String::new();
@@ -415,7 +395,8 @@ mod tests {
             .map(|l| l.split('{').next().unwrap())
             .collect();
         assert_eq!(types, families.len());
-        assert!(out.contains(r#"array="md\"0\\\n"}"#), "escaped label value");
+        // A CR is no escape of the text format: it shows as the text `\r`.
+        assert!(out.contains(r#"array="md\"0\\\n\\r"}"#), "escaped label value");
         assert_eq!(
             out.matches(&format!("host_id=\"{a}\"")).count(),
             out.matches(&format!("host_id=\"{b}\"")).count()

@@ -31,6 +31,7 @@ use crate::events::{ClonedIdentity, RejectReason, ReportRejected, StreamClosed, 
 use crate::ids::HostId;
 use crate::ratelimit::RateLimiter;
 use crate::readings;
+use crate::sanitize::{for_log, for_log_text};
 use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 use crate::tls::PeerInfo;
 use commit::CommitQueue;
@@ -106,7 +107,7 @@ impl IngestService {
     async fn authenticate(&self, info: Option<&PeerInfo>) -> Result<CertificateRow, Status> {
         let peer = info.map(|i| i.addr);
         let refuse = |reason: RejectReason, status: Status| {
-            ReportRejected { reason, peer, message: status.message() }.emit();
+            ReportRejected { reason, peer, message: status.message() }.emit(self.clock.now_ms());
             status
         };
         let Some(fingerprint) = info.and_then(|i| i.client_cert_sha256.as_deref()) else {
@@ -133,7 +134,8 @@ impl IngestService {
 
     fn reject(&self, err: &InvalidInput, peer: Option<SocketAddr>) -> Status {
         let message = err.to_string();
-        ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
+        ReportRejected { reason: err.reject_reason(), peer, message: &message }
+            .emit(self.clock.now_ms());
         to_status(err)
     }
 
@@ -141,7 +143,8 @@ impl IngestService {
     /// that report and goes on with the next.
     fn reject_report(&self, err: &InvalidInput, peer: Option<SocketAddr>, seq: u64) -> Status {
         let message = err.to_string();
-        ReportRejected { reason: err.reject_reason(), peer, message: &message }.emit();
+        ReportRejected { reason: err.reject_reason(), peer, message: &message }
+            .emit(self.clock.now_ms());
         report_status(err, seq)
     }
 
@@ -201,7 +204,9 @@ impl IngestService {
             // The agent's words are data: no control characters, bounded.
             let detail: String = detail.chars().filter(|c| !c.is_control()).take(1024).collect();
             match self.store.record_event(host, kind, &key, &detail, now).await {
-                Ok(true) => tracing::warn!(host = %host, kind, "{detail}"),
+                Ok(true) => {
+                    tracing::warn!(host = %host, kind, detail = %for_log_text(&detail), "agent reported an event")
+                }
                 Ok(false) => {}
                 Err(err) => tracing::warn!(host = %host, error = %err, "could not record event"),
             }
@@ -226,6 +231,8 @@ struct Session {
     store: Arc<dyn Store>,
     clock: SharedClock,
     host: HostId,
+    /// Where the stream comes from (its refusals are logged per address).
+    peer: Option<SocketAddr>,
     instance: String,
     interval_seconds: u32,
     /// The instance's retention watermark when the stream opened (see `CommitOutcome::Stale`).
@@ -272,7 +279,7 @@ impl ingest_server::Ingest for IngestService {
                 peer,
                 message: status.message(),
             }
-            .emit();
+            .emit(self.clock.now_ms());
             return Err(status);
         }
         StreamOpened {
@@ -295,7 +302,7 @@ impl ingest_server::Ingest for IngestService {
                     peer,
                     message: &err.to_string(),
                 }
-                .emit();
+                .emit(self.clock.now_ms());
                 return Err(to_status(&err));
             }
         };
@@ -315,6 +322,7 @@ impl ingest_server::Ingest for IngestService {
             store: self.store.clone(),
             clock: self.clock.clone(),
             host,
+            peer,
             instance: hello.agent_instance.clone(),
             interval_seconds: hello.interval_seconds.clamp(1, 86_400),
             pruned_through_seq,
@@ -358,7 +366,7 @@ impl IngestService {
                     }
                 } => {
                     let status = to_status(&Refusal::Revoked(session.host));
-                    ReportRejected { reason: RejectReason::PermissionDenied, peer, message: status.message() }.emit();
+                    ReportRejected { reason: RejectReason::PermissionDenied, peer, message: status.message() }.emit(self.clock.now_ms());
                     let _ = pending.send(Pending::Fail(status)).await;
                     return;
                 }
@@ -398,7 +406,7 @@ impl IngestService {
                                 peer,
                                 message: status.message(),
                             }
-                            .emit();
+                            .emit(self.clock.now_ms());
                             Pending::Fail(status)
                         }
                         Ok(()) => {
@@ -507,7 +515,8 @@ impl Session {
                             }
                             _ => (to_status(&err), RejectReason::StoreUnavailable),
                         };
-                        ReportRejected { reason, peer: None, message: status.message() }.emit();
+                        ReportRejected { reason, peer: self.peer, message: status.message() }
+                            .emit(self.clock.now_ms());
                         Err(status)
                     }
                     Err(_) => Err(to_status(&Refusal::ShuttingDown)),
@@ -524,7 +533,7 @@ impl Session {
                     {
                         tracing::warn!(host = %self.host, error = %err, "could not record goodbye");
                     }
-                    tracing::info!(host = %self.host, instance = %self.instance, reason, "agent said goodbye");
+                    tracing::info!(host = %self.host, instance = %for_log(&self.instance), reason, "agent said goodbye");
                     continue;
                 }
                 Pending::Fail(status) => Err(status),
@@ -544,7 +553,8 @@ impl Session {
 
     async fn record_seq_reused(&self, seq: u64, refusal: &Refusal) {
         let detail = refusal.to_string();
-        ReportRejected { reason: RejectReason::SeqReused, peer: None, message: &detail }.emit();
+        ReportRejected { reason: RejectReason::SeqReused, peer: self.peer, message: &detail }
+            .emit(self.clock.now_ms());
         let key = format!("{}:{seq}", self.instance);
         let now = self.clock.now_ms();
         if let Err(err) = self.store.record_event(self.host, "seq_reused", &key, &detail, now).await

@@ -328,7 +328,7 @@ impl Notifier {
                 if let Err(err) =
                     alertmanager::send(&self.client, &am, &n, now, self.firing_ttl()).await
                 {
-                    tracing::warn!(receiver = %name, incident = %incident.number, error = %err, "re-posting firing alerts failed; next try in one repeat interval");
+                    tracing::warn!(receiver = %name, incident = %incident.number, error = %crate::sanitize::for_log_text(&err.to_string()), "re-posting firing alerts failed; next try in one repeat interval");
                     down.insert(name);
                 }
             }
