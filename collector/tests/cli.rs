@@ -75,3 +75,32 @@ fn vigilctl_refuses_to_send_a_token_over_plain_http_off_loopback() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
 }
+
+/// A token file others on the machine can read is refused, as ssh refuses such a key, with the
+/// file, its mode and the fix; at 0600 the same file is used.
+#[test]
+fn vigilctl_refuses_a_token_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.token");
+    std::fs::write(&path, "vgo_test\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = path.to_str().unwrap();
+    let out = Command::new(VIGILCTL)
+        .args(["--server", "http://127.0.0.1:1", "--token-file", file, "hosts"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("readable by others (mode 644)"), "{stderr}");
+    assert!(stderr.contains(&format!("chmod 600 {file}")), "{stderr}");
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(VIGILCTL)
+        .args(["--server", "http://127.0.0.1:1", "--token-file", file, "hosts"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "read, then nothing listens: {stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}

@@ -26,7 +26,8 @@ struct Cli {
     /// API token (prefer VIGIL_TOKEN or --token-file: flags show up in `ps`).
     #[arg(long, env = "VIGIL_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
-    /// File holding the API token, e.g. <data_dir>/admin.token.
+    /// File holding the API token, e.g. <data_dir>/admin.token. Refused when others may read
+    /// it (chmod 600).
     #[arg(long, env = "VIGIL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for an https:// server: the collector's
@@ -298,6 +299,9 @@ fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
         return Ok(Some(token.clone()));
     }
     let Some(path) = &cli.token_file else { return Ok(None) };
+    // A token anyone else on the machine can read is a token already given away.
+    vigil_collector::data_dir::check_private_file(path)
+        .map_err(|e| CtlError::Usage(format!("--token-file {}: {e}", path.display())))?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| CtlError::Usage(format!("--token-file {}: {e}", path.display())))?;
     Ok(Some(text.trim().to_owned()))
