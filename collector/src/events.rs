@@ -232,17 +232,96 @@ impl HandshakeFailed<'_> {
     }
 }
 
-/// A connection closed at once because the listener is at `grpc.max_connections`.
-#[derive(Debug)]
-pub struct ConnectionRefused {
-    pub peer: std::net::SocketAddr,
-    pub reason: &'static str,
+/// Which listener a connection came in on; the `listener` label of
+/// `vigil_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Listener {
+    Grpc,
+    Http,
 }
 
-impl ConnectionRefused {
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Every `reason` of `vigil_connections_refused_total`, by listener.
+pub const CONNECTION_REFUSALS: [(Listener, &str); 8] = [
+    (Listener::Grpc, "connection_limit"),
+    (Listener::Grpc, "certless_limit"),
+    (Listener::Grpc, "certless_timeout"),
+    (Listener::Grpc, "one_call"),
+    (Listener::Grpc, "certificate_required"),
+    (Listener::Grpc, "idle_timeout"),
+    (Listener::Http, "connection_limit"),
+    (Listener::Http, "idle_timeout"),
+];
+
+/// A connection the collector refused or cut, or a call it refused on one: over a cap, past a
+/// deadline, or not allowed without a client certificate. Counted every time; logged at most
+/// once per [`LOG_EVERY`] per listener and reason, with the number since the last line, so a
+/// flood of connections cannot flood the log.
+#[derive(Debug)]
+pub struct ConnectionRefused<'a> {
+    pub listener: Listener,
+    pub reason: &'static str,
+    /// What the peer was told, if anything (logged with the line that gets through).
+    pub message: &'a str,
+}
+
+/// Least time between two log lines about one kind of refused connection.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl ConnectionRefused<'_> {
     pub fn emit(&self) {
-        tracing::warn!(peer = %self.peer, reason = self.reason, "connection refused");
-        metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
+        metrics::counter!(
+            m::CONNECTIONS_REFUSED_TOTAL,
+            "listener" => self.listener.as_str(),
+            "reason" => self.reason
+        )
+        .increment(1);
+        static THROTTLES: std::sync::Mutex<
+            std::collections::BTreeMap<(Listener, &'static str), LogThrottle>,
+        > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let now = std::time::Instant::now();
+        let admitted = THROTTLES
+            .lock()
+            .map(|mut all| all.entry((self.listener, self.reason)).or_default().admit(now))
+            .unwrap_or(Some(1));
+        if let Some(count) = admitted {
+            tracing::warn!(
+                listener = self.listener.as_str(),
+                reason = self.reason,
+                count,
+                message = self.message,
+                "connections refused or cut (count since the last such line; see \
+                 vigil_connections_refused_total)"
+            );
+        }
+    }
+}
+
+/// Lets one log line through per [`LOG_EVERY`], counting the occurrences in between.
+#[derive(Debug, Default)]
+pub struct LogThrottle {
+    last: Option<std::time::Instant>,
+    pending: u64,
+}
+
+impl LogThrottle {
+    /// Records one occurrence at `now`; returns how many occurrences the line should report
+    /// (this one and those held back since the last line) when it is time for a line.
+    pub fn admit(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.pending += 1;
+        if self.last.is_some_and(|last| now.saturating_duration_since(last) < LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.pending))
     }
 }
 
@@ -336,5 +415,25 @@ impl IncidentChanged<'_> {
         };
         metrics::counter!(m::INCIDENT_CHANGES_TOTAL, "change" => c.change, "level" => level)
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_throttle_logs_the_first_then_one_line_per_interval_with_the_count_held_back() {
+        let start = Instant::now();
+        let mut throttle = LogThrottle::default();
+        assert_eq!(throttle.admit(start), Some(1));
+        for ms in [1, 500, 9_999] {
+            assert_eq!(throttle.admit(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(throttle.admit(start + LOG_EVERY), Some(4));
+        assert_eq!(throttle.admit(start + LOG_EVERY + Duration::from_secs(1)), None);
+        assert_eq!(throttle.admit(start + 3 * LOG_EVERY), Some(2));
     }
 }

@@ -8,10 +8,12 @@
 //! [`clock::Clock`].
 
 pub mod api;
+pub mod certless;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod ctl;
+pub mod descriptors;
 pub mod enroll;
 pub mod error;
 pub mod events;
@@ -34,3 +36,4 @@ pub mod status;
 pub mod store;
 pub mod tasks;
 pub mod tls;
+pub mod watchdog;

@@ -15,7 +15,8 @@ pub const HOSTS: &str = "vigil_hosts";
 pub const RETENTION_DELETED_TOTAL: &str = "vigil_retention_deleted_rows_total";
 pub const BUILD_INFO: &str = "vigil_build_info";
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_total";
-pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_connections_refused_total";
+pub const DESCRIPTOR_LIMIT: &str = "vigil_open_files_limit";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
 pub const HOST_SERIES_DROPPED_TOTAL: &str = "vigil_host_series_dropped_total";
@@ -49,6 +50,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for outcome in ["delivered", "retry", "failed"] {
         metrics::counter!(NOTIFICATIONS_TOTAL, "outcome" => outcome).absolute(0);
     }
+    for (listener, reason) in crate::events::CONNECTION_REFUSALS {
+        metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener.as_str(), "reason" => reason)
+            .absolute(0);
+    }
     metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
     metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
@@ -81,7 +86,12 @@ fn describe() {
     );
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
-        "Connections closed at once because grpc.max_connections was reached."
+        "Connections refused or cut, and calls refused on them, by listener and reason \
+         (over a cap, past a deadline, no client certificate)."
+    );
+    describe_gauge!(
+        DESCRIPTOR_LIMIT,
+        "The collector's file-descriptor limit (RLIMIT_NOFILE) after start-up raised it."
     );
     describe_histogram!(
         EVALUATION_LATENCY_SECONDS,
@@ -134,6 +144,7 @@ mod tests {
             BUILD_INFO,
             TLS_HANDSHAKE_FAILURES_TOTAL,
             CONNECTIONS_REFUSED_TOTAL,
+            DESCRIPTOR_LIMIT,
             ENROLLMENTS_TOTAL,
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/metrics.md");

@@ -110,6 +110,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = run_clock.shared();
+    let nofile = crate::descriptors::raise_nofile();
+    let budget = crate::descriptors::Budget::split(nofile.soft, config.http.max_connections);
+    tracing::info!(
+        soft_before = ?nofile.soft_before,
+        soft = ?nofile.soft,
+        hard = ?nofile.hard,
+        http_max_connections = budget.http_connections,
+        grpc_descriptors = ?budget.grpc_descriptors,
+        "file-descriptor limit (RLIMIT_NOFILE; None is unlimited) and its split"
+    );
+    if budget.http_connections < config.http.max_connections {
+        tracing::warn!(
+            configured = config.http.max_connections,
+            effective = budget.http_connections,
+            "http.max_connections lowered to a quarter of the descriptors left after the \
+             reserve, so API clients cannot starve the agents' listener"
+        );
+    }
+    if let Some(grpc) = budget.grpc_descriptors {
+        let wanted = (config.grpc.max_connections + config.grpc.max_certless_connections) as u64;
+        if wanted > grpc {
+            tracing::warn!(
+                descriptors = grpc,
+                wanted,
+                "grpc.max_connections + grpc.max_certless_connections exceed the descriptors \
+                 left for gRPC; raise the hard RLIMIT_NOFILE (LimitNOFILE=) or lower them"
+            );
+        }
+    }
+    if let Some(soft) = nofile.soft {
+        ::metrics::gauge!(crate::metrics::DESCRIPTOR_LIMIT).set(soft as f64);
+    }
     let test_clock = match &run_clock {
         RunClock::Test(clock) => {
             tracing::warn!(
@@ -254,9 +286,12 @@ pub async fn run(
         host_metrics,
         holding,
     });
-    let limits = tls::Limits {
-        max_connections: config.grpc.max_connections,
-        handshake_timeout: config.grpc.handshake_timeout,
+    let app = api::with_limits(app, config.http.max_body_bytes, config.http.request_timeout);
+    let limits = tls::Limits::from_config(&config.grpc);
+    let http_limits = api::listener::Limits {
+        max_connections: budget.http_connections,
+        header_timeout: config.http.header_timeout,
+        idle_timeout: config.http.idle_timeout,
     };
 
     tokio::spawn(async move {
@@ -268,23 +303,16 @@ pub async fn run(
     };
 
     let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(config.grpc.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.grpc.keepalive_timeout))
+        .layer(crate::certless::CertlessLayer)
         .add_service(ingest.into_server())
         .add_service(enrollment.into_server())
         .serve_with_incoming_shutdown(
             tls::incoming(grpc_listener, tls_config, limits),
             wait(stop_rx.clone()),
         );
-    let http = async {
-        match https {
-            Some(tls) => api::https::serve(http_listener, tls, app, wait(stop_rx)).await,
-            None => {
-                axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(wait(stop_rx))
-                    .await
-            }
-        }
-    };
+    let http = api::listener::serve(http_listener, https, app, http_limits, wait(stop_rx));
 
     tracing::info!(grpc = %bound.grpc, http = %bound.http, https = config.http.tls, "collector ready");
     on_ready(bound.clone());

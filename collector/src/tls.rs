@@ -3,10 +3,14 @@
 //! TLS 1.3 only, ALPN `h2`, the server certificate issued by the collector's CA, and client
 //! certificates verified against that CA alone (chain, signature, validity). A client
 //! certificate is optional at this layer because `Enrollment` is called before an agent has
-//! one; `Ingest` refuses a stream without one. The listener bounds what a hostile peer can hold:
-//! at most `max_connections` connections (more are closed at once), and a handshake that does
-//! not finish within `handshake_timeout` is dropped. Each accepted connection carries a
-//! [`PeerInfo`] (address and client-certificate fingerprint) that tonic hands to every request.
+//! one; [`crate::certless`] lets such a connection make that one call only. The listener bounds
+//! what a hostile peer can hold: at most `max_connections` connections with a certificate or
+//! still in their handshake, and apart from those at most `max_certless_connections` without a
+//! certificate (more are closed at once); a handshake that does not finish within
+//! `handshake_timeout` is dropped, a certificate-less connection lives `certless_timeout` at
+//! most, and any other connection that moves no bytes for `idle_timeout` is closed
+//! ([`crate::watchdog`]). Each accepted connection carries a [`PeerInfo`] (address,
+//! client-certificate fingerprint) that tonic hands to every request.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,12 +28,18 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::certless::CertlessConn;
+use crate::events::{ConnectionRefused, Listener};
+use crate::watchdog::{Deadline, Watched};
+
 /// Who is on the other end of a connection, as far as TLS could establish.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     pub addr: SocketAddr,
     /// SHA-256 (lowercase hex) of the client certificate, when one was presented and verified.
     pub client_cert_sha256: Option<String>,
+    /// Set when no client certificate was presented: what the connection may still do.
+    pub certless: Option<CertlessConn>,
 }
 
 /// The server side of the agents' TLS.
@@ -57,11 +67,27 @@ pub fn server_config(
 pub struct Limits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
+    pub max_certless_connections: usize,
+    pub certless_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
-/// One accepted, handshaken connection; holds its slot of `max_connections` until dropped.
+impl Limits {
+    pub fn from_config(config: &crate::config::GrpcConfig) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            handshake_timeout: config.handshake_timeout,
+            max_certless_connections: config.max_certless_connections,
+            certless_timeout: config.certless_timeout,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+}
+
+/// One accepted, handshaken connection; holds its slot (of `max_connections`, or of
+/// `max_certless_connections`) until dropped.
 pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+    stream: Watched<TlsStream<TcpStream>>,
     info: PeerInfo,
     _slot: OwnedSemaphorePermit,
 }
@@ -118,28 +144,30 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(64);
     let acceptor = TlsAcceptor::from(config);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let certless_slots = Arc::new(Semaphore::new(limits.max_certless_connections));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait, never spin.
-                        tracing::warn!(error = %err, "gRPC accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+                accepted = crate::descriptors::accept(&listener, "gRPC") => match accepted {
+                    Some(pair) => pair,
+                    None => continue,
                 },
                 () = tx.closed() => return,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                crate::events::ConnectionRefused { peer: addr, reason: "connection limit" }.emit();
+                ConnectionRefused {
+                    listener: Listener::Grpc,
+                    reason: "connection_limit",
+                    message: "",
+                }
+                .emit();
                 drop(tcp);
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let certless_slots = certless_slots.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -149,8 +177,50 @@ pub fn incoming(
                             .peer_certificates()
                             .and_then(|certs| certs.first())
                             .map(|cert| vigil_tls::sha256_hex(cert));
-                        let info = PeerInfo { addr, client_cert_sha256 };
-                        let _ = tx.send(Ok(TlsConn { stream, info, _slot: slot })).await;
+                        let conn = match client_cert_sha256 {
+                            Some(sha256) => TlsConn {
+                                stream: Watched::new(
+                                    stream,
+                                    Deadline::Idle(limits.idle_timeout),
+                                    Listener::Grpc,
+                                ),
+                                info: PeerInfo {
+                                    addr,
+                                    client_cert_sha256: Some(sha256),
+                                    certless: None,
+                                },
+                                _slot: slot,
+                            },
+                            None => {
+                                // Its handshake slot goes back: from now on it holds one of
+                                // the certificate-less slots, or nothing.
+                                drop(slot);
+                                let Ok(slot) = certless_slots.try_acquire_owned() else {
+                                    let reason = "certless_limit";
+                                    ConnectionRefused {
+                                        listener: Listener::Grpc,
+                                        reason,
+                                        message: "",
+                                    }
+                                    .emit();
+                                    return;
+                                };
+                                let certless = CertlessConn::default();
+                                let stream = Watched::new(
+                                    stream,
+                                    Deadline::Fixed(limits.certless_timeout),
+                                    Listener::Grpc,
+                                )
+                                .with_finish(certless.finish.clone());
+                                let info = PeerInfo {
+                                    addr,
+                                    client_cert_sha256: None,
+                                    certless: Some(certless),
+                                };
+                                TlsConn { stream, info, _slot: slot }
+                            }
+                        };
+                        let _ = tx.send(Ok(conn)).await;
                     }
                     Ok(Err(err)) => {
                         crate::events::HandshakeFailed { peer: addr, error: &err.to_string() }

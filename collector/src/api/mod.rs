@@ -7,6 +7,7 @@ pub mod auth;
 pub mod hosts;
 pub mod https;
 pub mod incidents;
+pub mod listener;
 pub mod maintenance;
 pub mod notifications;
 pub mod sla;
@@ -96,6 +97,38 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `app` with the API's per-request bounds: a body larger than `max_body_bytes` is refused
+/// (by [`Body`], as `invalid_argument`), and a request not answered within `request_timeout`
+/// is answered `deadline_exceeded`.
+pub fn with_limits(
+    app: axum::Router,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+) -> axum::Router {
+    app.layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
+        answer_within(request_timeout, request, next)
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+}
+
+async fn answer_within(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::DeadlineExceeded,
+            format!(
+                "the request was not answered within http.request_timeout ({})",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// An API error: `{"error": {"code": "...", "message": "..."}}` with the matching status.
@@ -220,6 +253,12 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "request body larger than http.max_body_bytes",
+                ))
+            }
             Err(rejection) => Err(ApiError::new(
                 ErrorCode::InvalidArgument,
                 format!("invalid request body: {}", rejection.body_text()),
