@@ -29,7 +29,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
 use crate::certless::CertlessConn;
-use crate::events::{ConnectionRefused, Listener};
+use crate::events::{ConnectionRefused, HandshakeFailed, Listener};
 use crate::watchdog::{Deadline, Watched};
 
 /// Who is on the other end of a connection, as far as TLS could establish.
@@ -169,69 +169,87 @@ pub fn incoming(
             let tx = tx.clone();
             let certless_slots = certless_slots.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let client_cert_sha256 = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .map(|cert| vigil_tls::sha256_hex(cert));
-                        let conn = match client_cert_sha256 {
-                            Some(sha256) => TlsConn {
-                                stream: Watched::new(
-                                    stream,
-                                    Deadline::Idle(limits.idle_timeout),
-                                    Listener::Grpc,
-                                ),
-                                info: PeerInfo {
-                                    addr,
-                                    client_cert_sha256: Some(sha256),
-                                    certless: None,
-                                },
-                                _slot: slot,
-                            },
-                            None => {
-                                // Its handshake slot goes back: from now on it holds one of
-                                // the certificate-less slots, or nothing.
-                                drop(slot);
-                                let Ok(slot) = certless_slots.try_acquire_owned() else {
-                                    let reason = "certless_limit";
-                                    ConnectionRefused {
-                                        listener: Listener::Grpc,
-                                        reason,
-                                        message: "",
-                                    }
-                                    .emit();
-                                    return;
-                                };
-                                let certless = CertlessConn::default();
-                                let stream = Watched::new(
-                                    stream,
-                                    Deadline::Fixed(limits.certless_timeout),
-                                    Listener::Grpc,
-                                )
-                                .with_finish(certless.finish.clone());
-                                let info = PeerInfo {
-                                    addr,
-                                    client_cert_sha256: None,
-                                    certless: Some(certless),
-                                };
-                                TlsConn { stream, info, _slot: slot }
-                            }
-                        };
-                        let _ = tx.send(Ok(conn)).await;
-                    }
+                // Boxed: the handshake's state is freed when it ends instead of sizing the task
+                // that then holds the connection.
+                let handshake = Box::pin(acceptor.accept(tcp));
+                let stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+                    Ok(Ok(stream)) => stream,
                     Ok(Err(err)) => {
-                        crate::events::HandshakeFailed { peer: addr, error: &err.to_string() }
-                            .emit()
+                        let error = err.to_string();
+                        return HandshakeFailed { peer: addr, error: &error }.emit();
                     }
-                    Err(_) => {
-                        crate::events::HandshakeFailed { peer: addr, error: "timed out" }.emit()
+                    Err(_) => return HandshakeFailed { peer: addr, error: "timed out" }.emit(),
+                };
+                let client_cert_sha256 = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .map(|cert| vigil_tls::sha256_hex(cert));
+                let conn = match client_cert_sha256 {
+                    Some(sha256) => TlsConn {
+                        stream: Watched::new(
+                            stream,
+                            Deadline::Idle(limits.idle_timeout),
+                            Listener::Grpc,
+                        ),
+                        info: PeerInfo { addr, client_cert_sha256: Some(sha256), certless: None },
+                        _slot: slot,
+                    },
+                    None => {
+                        // Its handshake slot goes back: from now on it holds one of the
+                        // certificate-less slots, or nothing.
+                        drop(slot);
+                        match certless_conn(stream, addr, limits, certless_slots).await {
+                            Some(conn) => conn,
+                            None => return,
+                        }
                     }
-                }
+                };
+                let _ = tx.send(Ok(conn)).await;
             });
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A connection without a client certificate, once it holds a certificate-less slot and has
+/// sent its first bytes; `None` when no slot is free or it sent nothing within
+/// `certless_timeout`. Until it speaks it costs only its TLS state: the HTTP/2 machinery is
+/// not started for a peer that says nothing.
+async fn certless_conn(
+    mut stream: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+) -> Option<TlsConn> {
+    let refuse =
+        |reason| ConnectionRefused { listener: Listener::Grpc, reason, message: "" }.emit();
+    let Ok(slot) = slots.try_acquire_owned() else {
+        refuse("certless_limit");
+        return None;
+    };
+    let started = tokio::time::Instant::now();
+    // What arrived with the end of the handshake is already inside TLS, not on the socket.
+    let buffered = stream
+        .get_mut()
+        .1
+        .process_new_packets()
+        .map_or(true, |io| io.plaintext_bytes_to_read() > 0);
+    if !buffered {
+        match tokio::time::timeout(limits.certless_timeout, stream.get_ref().0.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                refuse("certless_timeout");
+                return None;
+            }
+        }
+    }
+    let left = limits.certless_timeout.saturating_sub(started.elapsed());
+    let certless = CertlessConn::default();
+    let stream = Watched::new(stream, Deadline::Fixed(left), Listener::Grpc)
+        .with_finish(certless.finish.clone());
+    let info = PeerInfo { addr, client_cert_sha256: None, certless: Some(certless) };
+    Some(TlsConn { stream, info, _slot: slot })
 }
