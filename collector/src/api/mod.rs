@@ -266,3 +266,42 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body as HttpBody;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn echo(Body(value): Body<serde_json::Value>) -> Json<serde_json::Value> {
+        Json(value)
+    }
+
+    async fn answer(body: String) -> (u16, serde_json::Value) {
+        let app = with_limits(
+            axum::Router::new().route("/echo", post(echo)),
+            1024,
+            Duration::from_secs(30),
+        );
+        let request = Request::post("/echo")
+            .header("content-type", "application/json")
+            .body(HttpBody::from(body))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_with_the_json_error_naming_the_key() {
+        let (status, body) = answer(format!("\"{}\"", "x".repeat(2048))).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_argument");
+        assert_eq!(body["error"]["message"], "request body larger than http.max_body_bytes");
+        let (status, body) = answer("\"small\"".into()).await;
+        assert_eq!((status, body), (200, json!("small")));
+    }
+}
