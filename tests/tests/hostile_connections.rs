@@ -13,9 +13,9 @@ use tokio_rustls::TlsConnector;
 use tonic::Code;
 use vigil_e2e::identity::{self, TestIdentity};
 use vigil_e2e::{Agent, Collector, first_reported_host, rss_kib};
-use vigil_proto::v1::EnrollRequest;
 use vigil_proto::v1::enrollment_client::EnrollmentClient;
 use vigil_proto::v1::ingest_client::IngestClient;
+use vigil_proto::v1::{AgentMessage, EnrollRequest, Report, agent_message};
 
 /// The configuration of the tests' collectors: short deadlines, everything else default.
 fn short_deadlines(extra: &str) -> String {
@@ -190,6 +190,42 @@ async fn a_connection_without_a_certificate_may_make_one_enrollment_call_only() 
             format!("vigil_connections_refused_total{{listener=\"grpc\",reason=\"{reason}\"}} 1");
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_less_connections_have_a_cap_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[grpc]\nmax_connections = 4\nmax_certless_connections = 2\n\
+                  certless_timeout = \"30s\"\n";
+    let collector = Collector::start_with_config(&tmp.path().join("data"), None, config, &[]);
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let host = TestIdentity::enroll(&collector, &token, "srv01").await.unwrap();
+
+    // Two silent certificate-less connections fill their cap; a third is closed at once.
+    let connector = certless_connector(&collector);
+    let _held = hold_certless(&collector, &connector, 2).await;
+    let third = certless_tls(&collector, &connector).await;
+    let closed = time_to_close(third, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a third certificate-less connection was kept");
+
+    // Enrolled agents' slots are untouched: four connections with a certificate still report.
+    let mut reporting = Vec::new();
+    for i in 0..4 {
+        let instance = format!("6f1c1c8e-7c55-4f0e-9d7c-3f7a6a1b2c3{i}");
+        let report = AgentMessage {
+            kind: Some(agent_message::Kind::Report(Report {
+                agent_instance: instance.clone(),
+                seq: 1,
+                collected_at_unix_ms: 1,
+                ..Default::default()
+            })),
+        };
+        // Returns once the report is acknowledged.
+        reporting.push(host.stream_held(&collector, &instance, vec![report]).await);
+    }
+    let metrics = collector.get_text("/metrics").await;
+    let line = "vigil_connections_refused_total{listener=\"grpc\",reason=\"certless_limit\"} 1";
+    assert!(metrics.contains(line), "{line} missing:\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
