@@ -16,6 +16,7 @@ pub const RETENTION_DELETED_TOTAL: &str = "vigil_retention_deleted_rows_total";
 pub const BUILD_INFO: &str = "vigil_build_info";
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_connections_refused_total";
+pub const CERTLESS_CONNECTIONS: &str = "vigil_grpc_certless_connections";
 pub const DESCRIPTOR_LIMIT: &str = "vigil_open_files_limit";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
@@ -57,6 +58,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
     metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
+    metrics::gauge!(CERTLESS_CONNECTIONS).set(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
 }
@@ -88,6 +90,11 @@ fn describe() {
         CONNECTIONS_REFUSED_TOTAL,
         "Connections refused or cut, and calls refused on them, by listener and reason \
          (over a cap, past a deadline, no client certificate)."
+    );
+    describe_gauge!(
+        CERTLESS_CONNECTIONS,
+        "gRPC connections without a client certificate open now (at most \
+         grpc.max_certless_connections)."
     );
     describe_gauge!(
         DESCRIPTOR_LIMIT,
@@ -145,6 +152,7 @@ mod tests {
             TLS_HANDSHAKE_FAILURES_TOTAL,
             CONNECTIONS_REFUSED_TOTAL,
             DESCRIPTOR_LIMIT,
+            CERTLESS_CONNECTIONS,
             ENROLLMENTS_TOTAL,
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/metrics.md");

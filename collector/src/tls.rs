@@ -89,7 +89,31 @@ impl Limits {
 pub struct TlsConn {
     stream: Watched<TlsStream<TcpStream>>,
     info: PeerInfo,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
+}
+
+enum Slot {
+    Enrolled(#[allow(dead_code, reason = "held for its Drop")] OwnedSemaphorePermit),
+    Certless(#[allow(dead_code, reason = "held for its Drop")] CertlessSlot),
+}
+
+/// A slot of `max_certless_connections`, counted in `vigil_grpc_certless_connections` while
+/// held.
+struct CertlessSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl CertlessSlot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(crate::metrics::CERTLESS_CONNECTIONS).increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for CertlessSlot {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::CERTLESS_CONNECTIONS).decrement(1.0);
+    }
 }
 
 impl Connected for TlsConn {
@@ -194,7 +218,7 @@ pub fn incoming(
                             Listener::Grpc,
                         ),
                         info: PeerInfo { addr, client_cert_sha256: Some(sha256), certless: None },
-                        _slot: slot,
+                        _slot: Slot::Enrolled(slot),
                     },
                     None => {
                         // Its handshake slot goes back: from now on it holds one of the
@@ -229,6 +253,7 @@ async fn certless_conn(
         refuse("certless_limit");
         return None;
     };
+    let slot = CertlessSlot::new(slot);
     let started = tokio::time::Instant::now();
     // What arrived with the end of the handshake is already inside TLS, not on the socket.
     let buffered = stream
@@ -251,5 +276,5 @@ async fn certless_conn(
     let stream = Watched::new(stream, Deadline::Fixed(left), Listener::Grpc)
         .with_finish(certless.finish.clone());
     let info = PeerInfo { addr, client_cert_sha256: None, certless: Some(certless) };
-    Some(TlsConn { stream, info, _slot: slot })
+    Some(TlsConn { stream, info, _slot: Slot::Certless(slot) })
 }

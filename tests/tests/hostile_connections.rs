@@ -182,6 +182,16 @@ async fn a_connection_without_a_certificate_may_make_one_enrollment_call_only() 
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("may make one vigil.v1.Enrollment call"), "{err:?}");
 
+    // Both connections were closed by the collector a moment after their call was answered,
+    // long before grpc.certless_timeout (10 s), though the clients keep them.
+    collector
+        .wait_for("both certificate-less connections to close", Duration::from_secs(5), async |c| {
+            let metrics = c.get_text("/metrics").await;
+            metrics.contains("vigil_grpc_certless_connections 0\n").then_some(())
+        })
+        .await;
+    drop((ingest, enrollment));
+
     // A fresh connection may enrol again (the token has a use left).
     TestIdentity::enroll(&collector, &token, "third").await.expect("a new connection enrols");
     let metrics = collector.get_text("/metrics").await;
@@ -224,6 +234,7 @@ async fn certificate_less_connections_have_a_cap_of_their_own() {
         reporting.push(host.stream_held(&collector, &instance, vec![report]).await);
     }
     let metrics = collector.get_text("/metrics").await;
+    assert!(metrics.contains("vigil_grpc_certless_connections 2\n"), "{metrics}");
     let line = "vigil_connections_refused_total{listener=\"grpc\",reason=\"certless_limit\"} 1";
     assert!(metrics.contains(line), "{line} missing:\n{metrics}");
 }
