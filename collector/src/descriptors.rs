@@ -37,6 +37,42 @@ pub fn raise_nofile() -> Limits {
     Limits { soft_before: before.current, soft, hard: before.maximum }
 }
 
+/// At start-up: raises the limit, splits it, and logs both with any configured cap the split
+/// cannot honour.
+pub fn plan(config: &crate::config::CollectorConfig) -> Budget {
+    let nofile = raise_nofile();
+    let budget = Budget::split(nofile.soft, config.http.max_connections);
+    tracing::info!(
+        soft_before = ?nofile.soft_before,
+        soft = ?nofile.soft,
+        hard = ?nofile.hard,
+        http_max_connections = budget.http_connections,
+        grpc_descriptors = ?budget.grpc_descriptors,
+        "file-descriptor limit (RLIMIT_NOFILE; None is unlimited) and its split"
+    );
+    if budget.http_connections < config.http.max_connections {
+        tracing::warn!(
+            configured = config.http.max_connections,
+            effective = budget.http_connections,
+            "http.max_connections lowered to a quarter of the descriptors left after the \
+             reserve, so API clients cannot starve the agents' listener"
+        );
+    }
+    let grpc_wanted = (config.grpc.max_connections + config.grpc.max_certless_connections) as u64;
+    if let Some(grpc) = budget.grpc_descriptors.filter(|&grpc| grpc_wanted > grpc) {
+        tracing::warn!(
+            descriptors = grpc,
+            wanted = grpc_wanted,
+            "grpc.max_connections + grpc.max_certless_connections exceed the descriptors left \
+             for gRPC; raise the hard RLIMIT_NOFILE (LimitNOFILE=) or lower them"
+        );
+    }
+    if let Some(soft) = nofile.soft {
+        metrics::gauge!(crate::metrics::DESCRIPTOR_LIMIT).set(soft as f64);
+    }
+    budget
+}
+
 /// Accepts one connection on `listener` (named `what` in the log). A failure — out of
 /// descriptors and the like — is logged and answered by a 100 ms pause and `None`, so an
 /// accept loop waits for descriptors to come back instead of spinning.

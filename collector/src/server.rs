@@ -110,38 +110,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = run_clock.shared();
-    let nofile = crate::descriptors::raise_nofile();
-    let budget = crate::descriptors::Budget::split(nofile.soft, config.http.max_connections);
-    tracing::info!(
-        soft_before = ?nofile.soft_before,
-        soft = ?nofile.soft,
-        hard = ?nofile.hard,
-        http_max_connections = budget.http_connections,
-        grpc_descriptors = ?budget.grpc_descriptors,
-        "file-descriptor limit (RLIMIT_NOFILE; None is unlimited) and its split"
-    );
-    if budget.http_connections < config.http.max_connections {
-        tracing::warn!(
-            configured = config.http.max_connections,
-            effective = budget.http_connections,
-            "http.max_connections lowered to a quarter of the descriptors left after the \
-             reserve, so API clients cannot starve the agents' listener"
-        );
-    }
-    if let Some(grpc) = budget.grpc_descriptors {
-        let wanted = (config.grpc.max_connections + config.grpc.max_certless_connections) as u64;
-        if wanted > grpc {
-            tracing::warn!(
-                descriptors = grpc,
-                wanted,
-                "grpc.max_connections + grpc.max_certless_connections exceed the descriptors \
-                 left for gRPC; raise the hard RLIMIT_NOFILE (LimitNOFILE=) or lower them"
-            );
-        }
-    }
-    if let Some(soft) = nofile.soft {
-        ::metrics::gauge!(crate::metrics::DESCRIPTOR_LIMIT).set(soft as f64);
-    }
+    let budget = crate::descriptors::plan(&config);
     let test_clock = match &run_clock {
         RunClock::Test(clock) => {
             tracing::warn!(
