@@ -240,6 +240,24 @@ async fn certificate_less_connections_have_a_cap_of_their_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_with_a_certificate_that_says_nothing_is_cut_after_the_idle_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[grpc]\nkeepalive_interval = \"1s\"\nidle_timeout = \"2s\"\n";
+    let collector = Collector::start_with_config(&tmp.path().join("data"), None, config, &[]);
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let host = TestIdentity::enroll(&collector, &token, "srv01").await.unwrap();
+    let tls = vigil_tls::client_config(host.ca.clone(), Some(host.client_identity())).unwrap();
+    let tcp = TcpStream::connect(collector.grpc).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let silent = TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let closed = time_to_close(silent, Duration::from_secs(2 + 5)).await;
+    assert!(closed.is_some(), "a silent connection with a certificate was kept");
+    let metrics = collector.get_text("/metrics").await;
+    let line = "vigil_connections_refused_total{listener=\"grpc\",reason=\"idle_timeout\"} 1";
+    assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_256_descriptors_an_http_flood_is_shed_and_agents_still_enrol_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let collector =
