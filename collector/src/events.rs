@@ -250,7 +250,7 @@ impl Listener {
 }
 
 /// Every `reason` of `vigil_connections_refused_total`, by listener.
-pub const CONNECTION_REFUSALS: [(Listener, &str); 8] = [
+pub const CONNECTION_REFUSALS: [(Listener, &str); 9] = [
     (Listener::Grpc, "connection_limit"),
     (Listener::Grpc, "certless_limit"),
     (Listener::Grpc, "certless_timeout"),
@@ -258,6 +258,7 @@ pub const CONNECTION_REFUSALS: [(Listener, &str); 8] = [
     (Listener::Grpc, "certificate_required"),
     (Listener::Grpc, "idle_timeout"),
     (Listener::Http, "connection_limit"),
+    (Listener::Http, "header_timeout"),
     (Listener::Http, "idle_timeout"),
 ];
 

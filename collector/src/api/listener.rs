@@ -115,6 +115,13 @@ async fn serve_connection<S>(
         }
     };
     if let Err(err) = ended {
-        tracing::debug!(peer = %addr, error = %err, "HTTP connection ended with an error");
+        let header_timeout =
+            err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+        if header_timeout {
+            ConnectionRefused { listener: Listener::Http, reason: "header_timeout", message: "" }
+                .emit();
+        } else {
+            tracing::debug!(peer = %addr, error = %err, "HTTP connection ended with an error");
+        }
     }
 }
