@@ -17,6 +17,17 @@ use vigil_proto::v1::enrollment_client::EnrollmentClient;
 use vigil_proto::v1::ingest_client::IngestClient;
 use vigil_proto::v1::{AgentMessage, EnrollRequest, Report, agent_message};
 
+/// `vigil_connections_refused_total` for `listener` and `reason` in a `/metrics` text.
+fn refused(metrics: &str, listener: &str, reason: &str) -> u64 {
+    let series =
+        format!("vigil_connections_refused_total{{listener=\"{listener}\",reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+}
+
 /// The configuration of the tests' collectors: short deadlines, everything else default.
 fn short_deadlines(extra: &str) -> String {
     format!(
@@ -110,6 +121,9 @@ async fn silent_and_slow_connections_are_cut_on_time_while_an_agent_keeps_report
         silent.spawn(time_to_close(stream, bound));
         slow.spawn(slowloris(collector.http, bound));
     }
+    // And one HTTP client that connects and sends nothing at all: cut as idle.
+    let quiet = TcpStream::connect(collector.http).await.unwrap();
+    let quiet = tokio::spawn(time_to_close(quiet, bound));
     let rss_peak = rss_kib(pid);
     let silent: Vec<_> = silent.join_all().await;
     let slow: Vec<_> = slow.join_all().await;
@@ -117,6 +131,7 @@ async fn silent_and_slow_connections_are_cut_on_time_while_an_agent_keeps_report
     assert_eq!(still_open, 0, "certificate-less connections still open after {bound:?}");
     let still_open = slow.iter().filter(|t| t.is_none()).count();
     assert_eq!(still_open, 0, "slowloris connections still open after {bound:?}");
+    assert!(quiet.await.unwrap().is_some(), "a silent HTTP connection still open after {bound:?}");
     let rss_after = rss_kib(pid);
     eprintln!("collector RSS: {rss_before} KiB before, {rss_peak} KiB at peak, {rss_after} after");
     assert!(
@@ -134,12 +149,10 @@ async fn silent_and_slow_connections_are_cut_on_time_while_an_agent_keeps_report
     let seqs = collector.receipts_once(&host, &agent.instance()).await;
     assert_eq!(seqs, (1..=agent.last_seq()).collect());
     let metrics = collector.get_text("/metrics").await;
-    for (listener, reason) in [("grpc", "certless_timeout"), ("http", "header_timeout")] {
-        let line = format!(
-            "vigil_connections_refused_total{{listener=\"{listener}\",reason=\"{reason}\"}} 500\n"
-        );
-        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
-    }
+    assert_eq!(refused(&metrics, "grpc", "certless_timeout"), 500, "{metrics}");
+    assert_eq!(refused(&metrics, "http", "header_timeout"), 500, "{metrics}");
+    // The silent one, and any connection the test's own API clients left open.
+    assert!(refused(&metrics, "http", "idle_timeout") >= 1, "{metrics}");
     // Logged once per interval, not once per connection.
     let log = collector.proc.log_text();
     for reason in ["certless_timeout", "header_timeout"] {
@@ -193,9 +206,7 @@ async fn a_connection_without_a_certificate_may_make_one_enrollment_call_only() 
     TestIdentity::enroll(&collector, &token, "third").await.expect("a new connection enrols");
     let metrics = collector.get_text("/metrics").await;
     for reason in ["certificate_required", "one_call"] {
-        let line =
-            format!("vigil_connections_refused_total{{listener=\"grpc\",reason=\"{reason}\"}} 1");
-        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+        assert_eq!(refused(&metrics, "grpc", reason), 1, "{reason}: {metrics}");
     }
 }
 
@@ -232,8 +243,7 @@ async fn certificate_less_connections_have_a_cap_of_their_own() {
     }
     let metrics = collector.get_text("/metrics").await;
     assert!(metrics.contains("vigil_grpc_certless_connections 2\n"), "{metrics}");
-    let line = "vigil_connections_refused_total{listener=\"grpc\",reason=\"certless_limit\"} 1";
-    assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    assert_eq!(refused(&metrics, "grpc", "certless_limit"), 1, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,8 +260,7 @@ async fn a_connection_with_a_certificate_that_says_nothing_is_cut_after_the_idle
     let closed = time_to_close(silent, Duration::from_secs(2 + 5)).await;
     assert!(closed.is_some(), "a silent connection with a certificate was kept");
     let metrics = collector.get_text("/metrics").await;
-    let line = "vigil_connections_refused_total{listener=\"grpc\",reason=\"idle_timeout\"} 1";
-    assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    assert_eq!(refused(&metrics, "grpc", "idle_timeout"), 1, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,13 +303,8 @@ async fn under_256_descriptors_an_http_flood_is_shed_and_agents_still_enrol_and_
     assert!(agent.proc.terminate().success());
 
     let metrics = collector.get_text("/metrics").await;
-    let shed = "vigil_connections_refused_total{listener=\"http\",reason=\"connection_limit\"} ";
-    let count: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(shed))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{shed} missing:\n{metrics}"));
-    assert!(count >= 300.0, "only {count} of 400 slow connections were shed at once");
+    let count = refused(&metrics, "http", "connection_limit");
+    assert!(count >= 300, "only {count} of 400 slow connections were shed at once");
     let log = collector.proc.log_text();
     assert!(!log.contains("Too many open files"), "{log}");
 }
