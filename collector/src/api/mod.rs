@@ -296,6 +296,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_not_answered_in_time_is_the_json_deadline_error() {
+        let never = || std::future::pending::<&'static str>();
+        let app = with_limits(
+            axum::Router::new().route("/never", get(never)),
+            1024,
+            Duration::from_millis(10),
+        );
+        let request = Request::get("/never").body(HttpBody::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "deadline_exceeded");
+        assert_eq!(
+            body["error"]["message"],
+            "the request was not answered within http.request_timeout (10ms)"
+        );
+    }
+
+    #[tokio::test]
     async fn a_body_over_the_limit_is_refused_with_the_json_error_naming_the_key() {
         let (status, body) = answer(format!("\"{}\"", "x".repeat(2048))).await;
         assert_eq!(status, 400, "{body}");
