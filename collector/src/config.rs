@@ -223,11 +223,31 @@ pub struct GrpcConfig {
     /// Extra DNS names or IP addresses agents use to reach this collector; the server
     /// certificate is valid for these plus `localhost`, `127.0.0.1` and `::1`.
     pub server_names: Vec<String>,
-    /// Most simultaneous connections; more are closed at once.
+    /// Most simultaneous connections with a client certificate, plus handshakes in progress;
+    /// more are closed at once.
     pub max_connections: usize,
     /// A connection that has not finished its TLS handshake by then is dropped.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
+    /// Most simultaneous connections without a client certificate (enrolment), held apart
+    /// from `max_connections` so they never take an enrolled agent's place; more are closed
+    /// at once after their handshake.
+    pub max_certless_connections: usize,
+    /// A connection without a client certificate may make one `Enrollment` call: it is closed
+    /// one second after that call is answered, or this long after its handshake, whichever
+    /// comes first.
+    #[serde(with = "duration")]
+    pub certless_timeout: Duration,
+    /// A connection with a client certificate that moves no bytes at all, either way, for
+    /// this long is closed (an agent sends a report every interval and answers keepalives).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// The collector pings each connection this often (HTTP/2 keepalive)...
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+    /// ...and closes it when a ping is not answered within this.
+    #[serde(with = "duration")]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -237,6 +257,11 @@ impl Default for GrpcConfig {
             server_names: Vec::new(),
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
+            max_certless_connections: 64,
+            certless_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5 * 60),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -303,6 +328,25 @@ pub struct HttpConfig {
     /// Private key (PEM) for `cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Most simultaneous API connections; more are closed at once. The collector lowers this
+    /// to a quarter of its file-descriptor limit (less a reserve), so API clients can never
+    /// take the descriptors agents need (docs/security.md).
+    pub max_connections: usize,
+    /// A request whose headers have not all arrived this long after it began is dropped with
+    /// its connection.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// A connection that moves no bytes, either way, for this long is closed (between
+    /// keep-alive requests, or a client that stopped reading).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// A request not answered within this is answered `408 deadline_exceeded` (a streamed
+    /// response, like `/metrics`, must start within it).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest request body accepted, in bytes; a larger one is answered `400
+    /// invalid_argument`.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -313,6 +357,11 @@ impl Default for HttpConfig {
             tls: false,
             cert: None,
             key: None,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -391,8 +440,35 @@ impl Validate for CollectorConfig {
         if self.grpc.max_connections == 0 {
             return Err(FieldError::new("grpc.max_connections", "must be at least 1"));
         }
-        if self.grpc.handshake_timeout.is_zero() {
-            return Err(FieldError::new("grpc.handshake_timeout", "must be longer than 0s"));
+        for (key, value) in [
+            ("grpc.max_certless_connections", self.grpc.max_certless_connections),
+            ("http.max_connections", self.http.max_connections),
+        ] {
+            if value == 0 {
+                return Err(FieldError::new(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("grpc.handshake_timeout", self.grpc.handshake_timeout),
+            ("grpc.certless_timeout", self.grpc.certless_timeout),
+            ("grpc.keepalive_interval", self.grpc.keepalive_interval),
+            ("grpc.keepalive_timeout", self.grpc.keepalive_timeout),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+            ("http.request_timeout", self.http.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(FieldError::new(key, "must be longer than 0s"));
+            }
+        }
+        if self.grpc.idle_timeout <= self.grpc.keepalive_interval {
+            return Err(FieldError::new(
+                "grpc.idle_timeout",
+                "must be longer than grpc.keepalive_interval, or healthy idle agents are cut",
+            ));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(FieldError::new("http.max_body_bytes", "must be at least 1024"));
         }
         for name in &self.grpc.server_names {
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {

@@ -293,21 +293,72 @@ impl HandshakeFailed<'_> {
     }
 }
 
-/// A connection closed at once because the listener is at `grpc.max_connections`.
-#[derive(Debug)]
-pub struct ConnectionRefused {
-    pub peer: SocketAddr,
-    pub reason: &'static str,
+/// Which listener a connection came in on; the `listener` label of
+/// `vigil_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Listener {
+    Grpc,
+    Http,
 }
 
-impl ConnectionRefused {
-    pub fn emit(&self, now: UnixMs) {
-        if let Some(suppressed) =
-            log_line("connection_refused", self.reason, Some(self.peer.ip()), now)
-        {
-            tracing::warn!(peer = %self.peer, reason = self.reason, suppressed, "connection refused");
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
         }
-        metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
+    }
+}
+
+/// Every `reason` of `vigil_connections_refused_total`, by listener.
+pub const CONNECTION_REFUSALS: [(Listener, &str); 9] = [
+    (Listener::Grpc, "connection_limit"),
+    (Listener::Grpc, "certless_limit"),
+    (Listener::Grpc, "certless_timeout"),
+    (Listener::Grpc, "one_call"),
+    (Listener::Grpc, "certificate_required"),
+    (Listener::Grpc, "idle_timeout"),
+    (Listener::Http, "connection_limit"),
+    (Listener::Http, "header_timeout"),
+    (Listener::Http, "idle_timeout"),
+];
+
+/// A connection the collector refused or cut, or a call it refused on one: over a cap, past a
+/// deadline, or not allowed without a client certificate. Counted every time; logged through
+/// the rejection throttle (one line per listener and reason per interval, with the number left
+/// out), so a flood of connections cannot flood the log.
+#[derive(Debug)]
+pub struct ConnectionRefused<'a> {
+    pub listener: Listener,
+    pub reason: &'static str,
+    /// What the peer was told, if anything (logged with the line that gets through).
+    pub message: &'a str,
+}
+
+impl ConnectionRefused<'_> {
+    pub fn emit(&self) {
+        metrics::counter!(
+            m::CONNECTIONS_REFUSED_TOTAL,
+            "listener" => self.listener.as_str(),
+            "reason" => self.reason
+        )
+        .increment(1);
+        // Connection handling runs on real time (its deadlines are tokio timers), so the
+        // throttle reads the system clock here.
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let event = match self.listener {
+            Listener::Grpc => "grpc_connection_refused",
+            Listener::Http => "http_connection_refused",
+        };
+        if let Some(suppressed) = log_line(event, self.reason, None, now) {
+            tracing::warn!(
+                listener = self.listener.as_str(),
+                reason = self.reason,
+                suppressed,
+                message = %crate::sanitize::for_log_text(self.message),
+                "connections refused or cut (see vigil_connections_refused_total)"
+            );
+        }
     }
 }
 

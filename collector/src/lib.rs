@@ -9,11 +9,13 @@
 
 pub mod admin_token;
 pub mod api;
+pub mod certless;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod data_dir;
+pub mod descriptors;
 pub mod enroll;
 pub mod error;
 pub mod events;
@@ -37,3 +39,4 @@ pub mod status;
 pub mod store;
 pub mod tasks;
 pub mod tls;
+pub mod watchdog;

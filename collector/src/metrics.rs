@@ -15,7 +15,9 @@ pub const HOSTS: &str = "vigil_hosts";
 pub const RETENTION_DELETED_TOTAL: &str = "vigil_retention_deleted_rows_total";
 pub const BUILD_INFO: &str = "vigil_build_info";
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "vigil_tls_handshake_failures_total";
-pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_grpc_connections_refused_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "vigil_connections_refused_total";
+pub const CERTLESS_CONNECTIONS: &str = "vigil_grpc_certless_connections";
+pub const DESCRIPTOR_LIMIT: &str = "vigil_open_files_limit";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
 pub const HOST_SERIES_DROPPED_TOTAL: &str = "vigil_host_series_dropped_total";
@@ -51,6 +53,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for outcome in ["delivered", "retry", "failed"] {
         metrics::counter!(NOTIFICATIONS_TOTAL, "outcome" => outcome).absolute(0);
     }
+    for (listener, reason) in crate::events::CONNECTION_REFUSALS {
+        metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener.as_str(), "reason" => reason)
+            .absolute(0);
+    }
     metrics::counter!(HOST_SERIES_DROPPED_TOTAL).absolute(0);
     for reason in ["missing_token", "unknown_token"] {
         metrics::counter!(API_UNAUTHENTICATED_TOTAL, "reason" => reason).absolute(0);
@@ -60,6 +66,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
+    metrics::gauge!(CERTLESS_CONNECTIONS).set(0.0);
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
 }
@@ -89,7 +96,17 @@ fn describe() {
     );
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
-        "Connections closed at once because grpc.max_connections was reached."
+        "Connections refused or cut, and calls refused on them, by listener and reason \
+         (over a cap, past a deadline, no client certificate)."
+    );
+    describe_gauge!(
+        CERTLESS_CONNECTIONS,
+        "gRPC connections without a client certificate open now (at most \
+         grpc.max_certless_connections)."
+    );
+    describe_gauge!(
+        DESCRIPTOR_LIMIT,
+        "The collector's file-descriptor limit (RLIMIT_NOFILE) after start-up raised it."
     );
     describe_histogram!(
         EVALUATION_LATENCY_SECONDS,
@@ -151,6 +168,8 @@ mod tests {
             BUILD_INFO,
             TLS_HANDSHAKE_FAILURES_TOTAL,
             CONNECTIONS_REFUSED_TOTAL,
+            DESCRIPTOR_LIMIT,
+            CERTLESS_CONNECTIONS,
             ENROLLMENTS_TOTAL,
             API_UNAUTHENTICATED_TOTAL,
             LOG_LINES_SUPPRESSED_TOTAL,

@@ -111,6 +111,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = run_clock.shared();
+    let budget = crate::descriptors::plan(&config);
     let test_clock = match &run_clock {
         RunClock::Test(clock) => {
             tracing::warn!(
@@ -260,9 +261,12 @@ pub async fn run(
         host_metrics,
         holding,
     });
-    let limits = tls::Limits {
-        max_connections: config.grpc.max_connections,
-        handshake_timeout: config.grpc.handshake_timeout,
+    let app = api::with_limits(app, config.http.max_body_bytes, config.http.request_timeout);
+    let limits = tls::Limits::from_config(&config.grpc);
+    let http_limits = api::listener::Limits {
+        max_connections: budget.http_connections,
+        header_timeout: config.http.header_timeout,
+        idle_timeout: config.http.idle_timeout,
     };
 
     tokio::spawn(async move {
@@ -274,23 +278,16 @@ pub async fn run(
     };
 
     let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(config.grpc.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.grpc.keepalive_timeout))
+        .layer(crate::certless::CertlessLayer)
         .add_service(ingest.into_server())
         .add_service(enrollment.into_server())
         .serve_with_incoming_shutdown(
             tls::incoming(grpc_listener, tls_config, limits, clock.clone()),
             wait(stop_rx.clone()),
         );
-    let http = async {
-        match https {
-            Some(tls) => api::https::serve(http_listener, tls, app, wait(stop_rx)).await,
-            None => {
-                axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(wait(stop_rx))
-                    .await
-            }
-        }
-    };
+    let http = api::listener::serve(http_listener, https, app, http_limits, wait(stop_rx));
 
     tracing::info!(grpc = %bound.grpc, http = %bound.http, https = config.http.tls, "collector ready");
     on_ready(bound.clone());

@@ -3,10 +3,14 @@
 //! TLS 1.3 only, ALPN `h2`, the server certificate issued by the collector's CA, and client
 //! certificates verified against that CA alone (chain, signature, validity). A client
 //! certificate is optional at this layer because `Enrollment` is called before an agent has
-//! one; `Ingest` refuses a stream without one. The listener bounds what a hostile peer can hold:
-//! at most `max_connections` connections (more are closed at once), and a handshake that does
-//! not finish within `handshake_timeout` is dropped. Each accepted connection carries a
-//! [`PeerInfo`] (address and client-certificate fingerprint) that tonic hands to every request.
+//! one; [`crate::certless`] lets such a connection make that one call only. The listener bounds
+//! what a hostile peer can hold: at most `max_connections` connections with a certificate or
+//! still in their handshake, and apart from those at most `max_certless_connections` without a
+//! certificate (more are closed at once); a handshake that does not finish within
+//! `handshake_timeout` is dropped, a certificate-less connection lives `certless_timeout` at
+//! most, and any other connection that moves no bytes for `idle_timeout` is closed
+//! ([`crate::watchdog`]). Each accepted connection carries a [`PeerInfo`] (address,
+//! client-certificate fingerprint) that tonic hands to every request.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,12 +28,18 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::certless::CertlessConn;
+use crate::events::{ConnectionRefused, HandshakeFailed, Listener};
+use crate::watchdog::{Deadline, Watched};
+
 /// Who is on the other end of a connection, as far as TLS could establish.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     pub addr: SocketAddr,
     /// SHA-256 (lowercase hex) of the client certificate, when one was presented and verified.
     pub client_cert_sha256: Option<String>,
+    /// Set when no client certificate was presented: what the connection may still do.
+    pub certless: Option<CertlessConn>,
 }
 
 /// The server side of the agents' TLS.
@@ -57,13 +67,53 @@ pub fn server_config(
 pub struct Limits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
+    pub max_certless_connections: usize,
+    pub certless_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
-/// One accepted, handshaken connection; holds its slot of `max_connections` until dropped.
+impl Limits {
+    pub fn from_config(config: &crate::config::GrpcConfig) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            handshake_timeout: config.handshake_timeout,
+            max_certless_connections: config.max_certless_connections,
+            certless_timeout: config.certless_timeout,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+}
+
+/// One accepted, handshaken connection; holds its slot (of `max_connections`, or of
+/// `max_certless_connections`) until dropped.
 pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+    stream: Watched<TlsStream<TcpStream>>,
     info: PeerInfo,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
+}
+
+enum Slot {
+    Enrolled(#[allow(dead_code, reason = "held for its Drop")] OwnedSemaphorePermit),
+    Certless(#[allow(dead_code, reason = "held for its Drop")] CertlessSlot),
+}
+
+/// A slot of `max_certless_connections`, counted in `vigil_grpc_certless_connections` while
+/// held.
+struct CertlessSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl CertlessSlot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(crate::metrics::CERTLESS_CONNECTIONS).increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for CertlessSlot {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::CERTLESS_CONNECTIONS).decrement(1.0);
+    }
 }
 
 impl Connected for TlsConn {
@@ -119,23 +169,23 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(64);
     let acceptor = TlsAcceptor::from(config);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let certless_slots = Arc::new(Semaphore::new(limits.max_certless_connections));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait, never spin.
-                        tracing::warn!(error = %err, "gRPC accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+                accepted = crate::descriptors::accept(&listener, "gRPC") => match accepted {
+                    Some(pair) => pair,
+                    None => continue,
                 },
                 () = tx.closed() => return,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                crate::events::ConnectionRefused { peer: addr, reason: "connection limit" }
-                    .emit(clock.now_ms());
+                ConnectionRefused {
+                    listener: Listener::Grpc,
+                    reason: "connection_limit",
+                    message: "",
+                }
+                .emit();
                 drop(tcp);
                 continue;
             };
@@ -143,27 +193,93 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let clock = clock.clone();
+            let certless_slots = certless_slots.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let client_cert_sha256 = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .map(|cert| vigil_tls::sha256_hex(cert));
-                        let info = PeerInfo { addr, client_cert_sha256 };
-                        let _ = tx.send(Ok(TlsConn { stream, info, _slot: slot })).await;
-                    }
+                // Boxed: the handshake's state is freed when it ends instead of sizing the task
+                // that then holds the connection.
+                let handshake = Box::pin(acceptor.accept(tcp));
+                let stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+                    Ok(Ok(stream)) => stream,
                     Ok(Err(err)) => {
-                        crate::events::HandshakeFailed { peer: addr, error: &err.to_string() }
-                            .emit(clock.now_ms())
+                        let error = err.to_string();
+                        return HandshakeFailed { peer: addr, error: &error }.emit(clock.now_ms());
                     }
-                    Err(_) => crate::events::HandshakeFailed { peer: addr, error: "timed out" }
-                        .emit(clock.now_ms()),
-                }
+                    Err(_) => {
+                        return HandshakeFailed { peer: addr, error: "timed out" }
+                            .emit(clock.now_ms());
+                    }
+                };
+                let client_cert_sha256 = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .map(|cert| vigil_tls::sha256_hex(cert));
+                let conn = match client_cert_sha256 {
+                    Some(sha256) => TlsConn {
+                        stream: Watched::new(
+                            stream,
+                            Deadline::Idle(limits.idle_timeout),
+                            Listener::Grpc,
+                        ),
+                        info: PeerInfo { addr, client_cert_sha256: Some(sha256), certless: None },
+                        _slot: Slot::Enrolled(slot),
+                    },
+                    None => {
+                        // Its handshake slot goes back: from now on it holds one of the
+                        // certificate-less slots, or nothing.
+                        drop(slot);
+                        match certless_conn(stream, addr, limits, certless_slots).await {
+                            Some(conn) => conn,
+                            None => return,
+                        }
+                    }
+                };
+                let _ = tx.send(Ok(conn)).await;
             });
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A connection without a client certificate, once it holds a certificate-less slot and has
+/// sent its first bytes; `None` when no slot is free or it sent nothing within
+/// `certless_timeout`. Until it speaks it costs only its TLS state: the HTTP/2 machinery is
+/// not started for a peer that says nothing.
+async fn certless_conn(
+    mut stream: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+) -> Option<TlsConn> {
+    let refuse =
+        |reason| ConnectionRefused { listener: Listener::Grpc, reason, message: "" }.emit();
+    let Ok(slot) = slots.try_acquire_owned() else {
+        refuse("certless_limit");
+        return None;
+    };
+    let slot = CertlessSlot::new(slot);
+    let started = tokio::time::Instant::now();
+    // What arrived with the end of the handshake is already inside TLS, not on the socket.
+    let buffered = stream
+        .get_mut()
+        .1
+        .process_new_packets()
+        .map_or(true, |io| io.plaintext_bytes_to_read() > 0);
+    if !buffered {
+        match tokio::time::timeout(limits.certless_timeout, stream.get_ref().0.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                refuse("certless_timeout");
+                return None;
+            }
+        }
+    }
+    let left = limits.certless_timeout.saturating_sub(started.elapsed());
+    let certless = CertlessConn::default();
+    let stream = Watched::new(stream, Deadline::Fixed(left), Listener::Grpc)
+        .with_finish(certless.finish.clone());
+    let info = PeerInfo { addr, client_cert_sha256: None, certless: Some(certless) };
+    Some(TlsConn { stream, info, _slot: Slot::Certless(slot) })
 }

@@ -105,6 +105,22 @@ impl Collector {
         config: &str,
         extra: &[&str],
     ) -> Self {
+        Self::spawn(data_dir, ports, config, extra, None)
+    }
+
+    /// [`Self::start_with_config`] under a file-descriptor limit of `nofile`, soft and hard
+    /// (set by `prlimit`, which then runs the collector in its place).
+    pub fn start_with_nofile(data_dir: &Path, config: &str, nofile: u64) -> Self {
+        Self::spawn(data_dir, None, config, &[], Some(nofile))
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+        config: &str,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Self {
         // reqwest's TLS support looks for the process-wide rustls provider.
         vigil_tls::install_crypto_provider();
         let config_text = config;
@@ -117,7 +133,15 @@ impl Collector {
         // Every key not in `config` at its default, then the flags below.
         let config = data_dir.with_extension("collector.toml");
         std::fs::write(&config, config_text).expect("config file");
-        let mut child = Command::new(bin("vigil-collector"))
+        let mut command = match nofile {
+            None => Command::new(bin("vigil-collector")),
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin("vigil-collector"));
+                prlimit
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
@@ -457,6 +481,17 @@ fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The resident memory of process `pid` in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
 }
 
 /// MemTotal of this machine in bytes, read independently of the agent.

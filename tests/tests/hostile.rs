@@ -11,20 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::Code;
 use vigil_e2e::identity::TestIdentity;
-use vigil_e2e::{Agent, Collector, first_reported_host};
+use vigil_e2e::{Agent, Collector, first_reported_host, rss_kib};
 use vigil_proto::v1::{AgentMessage, HostFacts, Report, agent_message};
 
 const INSTANCE: &str = "6f1c1c8e-7c55-4f0e-9d7c-3f7a6a1b2c3d";
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 fn report(seq: u64, replayed: bool, padding: usize) -> AgentMessage {
     let facts =
@@ -166,7 +156,12 @@ async fn connections_over_the_cap_are_closed_at_once() {
     .await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     let metrics = collector.get_text("/metrics").await;
-    assert!(metrics.contains("vigil_grpc_connections_refused_total 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "vigil_connections_refused_total{listener=\"grpc\",reason=\"connection_limit\"} 1"
+        ),
+        "{metrics}"
+    );
     // Freeing slots lets new connections in again: enrolment works.
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;

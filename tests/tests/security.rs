@@ -267,6 +267,10 @@ async fn renewal_needs_the_same_key() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("not signed with the certificate's key"), "{err:?}");
+    // A connection without a client certificate makes one call: the retry opens another.
+    let mut enrollment = vigil_proto::v1::enrollment_client::EnrollmentClient::new(
+        identity::pinned_channel(&collector).await,
+    );
     let renewed = enrollment
         .renew(vigil_proto::v1::RenewRequest {
             certificate_der: host.cert.to_vec(),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod hosts;
 pub mod https;
 pub mod incidents;
+pub mod listener;
 pub mod maintenance;
 pub mod notifications;
 pub mod sla;
@@ -127,6 +128,38 @@ async fn json_errors(response: Response) -> Response {
     );
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// `app` with the API's per-request bounds: a body larger than `max_body_bytes` is refused
+/// (by [`Body`], as `invalid_argument`), and a request not answered within `request_timeout`
+/// is answered `deadline_exceeded`.
+pub fn with_limits(
+    app: axum::Router,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+) -> axum::Router {
+    app.layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
+        answer_within(request_timeout, request, next)
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+}
+
+async fn answer_within(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::DeadlineExceeded,
+            format!(
+                "the request was not answered within http.request_timeout ({})",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// An API error: `{"error": {"code": "...", "message": "..."}}` with the matching status.
@@ -251,10 +284,75 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "request body larger than http.max_body_bytes",
+                ))
+            }
             Err(rejection) => Err(ApiError::new(
                 ErrorCode::InvalidArgument,
                 format!("invalid request body: {}", rejection.body_text()),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body as HttpBody;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn echo(Body(value): Body<serde_json::Value>) -> Json<serde_json::Value> {
+        Json(value)
+    }
+
+    async fn answer(body: String) -> (u16, serde_json::Value) {
+        let app = with_limits(
+            axum::Router::new().route("/echo", post(echo)),
+            1024,
+            Duration::from_secs(30),
+        );
+        let request = Request::post("/echo")
+            .header("content-type", "application/json")
+            .body(HttpBody::from(body))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_request_not_answered_in_time_is_the_json_deadline_error() {
+        let never = || std::future::pending::<&'static str>();
+        let app = with_limits(
+            axum::Router::new().route("/never", get(never)),
+            1024,
+            Duration::from_millis(10),
+        );
+        let request = Request::get("/never").body(HttpBody::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "deadline_exceeded");
+        assert_eq!(
+            body["error"]["message"],
+            "the request was not answered within http.request_timeout (10ms)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_with_the_json_error_naming_the_key() {
+        let (status, body) = answer(format!("\"{}\"", "x".repeat(2048))).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_argument");
+        assert_eq!(body["error"]["message"], "request body larger than http.max_body_bytes");
+        let (status, body) = answer("\"small\"".into()).await;
+        assert_eq!((status, body), (200, json!("small")));
     }
 }
