@@ -333,7 +333,8 @@ pub struct IngestConfig {
     /// more end the stream with `RESOURCE_EXHAUSTED`. Replayed reports are not counted here.
     pub live_reports_per_minute: u32,
     /// Replayed reports (a spool draining after an outage) are accepted at most this fast per
-    /// stream: the collector paces them instead of refusing them, so a backlog drains steadily.
+    /// stream: the collector paces them, so a backlog drains steadily (how many a stream may
+    /// carry at all: `replay_slack_reports`).
     pub replay_reports_per_second: u32,
     /// Replayed reports a stream may carry beyond what the host's time away allows (one per
     /// report interval since its last stored report); more end the stream with
