@@ -359,9 +359,19 @@ impl Runner {
         self.link = None;
     }
 
-    /// Shutdown: goodbye with the reason, then the last acknowledgements.
+    /// Shutdown: what was collected but not yet sent (for up to a second), goodbye with the
+    /// reason, then the last acknowledgements. A clean stop so delivers the latest report
+    /// instead of leaving it spooled for the next start.
     async fn goodbye(mut self) {
         let reason = goodbye::reason(&self.collector.root, &self.config.state_dir);
+        let flush_until = Instant::now() + Duration::from_secs(1);
+        while let Some(seq) = self.unsent() {
+            let Some(tx) = self.link.as_ref().map(|l| l.conn.tx.clone()) else { break };
+            match tokio::time::timeout_at(flush_until, tx.reserve_owned()).await {
+                Ok(permit) => self.send(seq, permit),
+                Err(_) => break,
+            }
+        }
         if let Some(mut l) = self.link.take() {
             let bye = AgentMessage {
                 kind: Some(agent_message::Kind::Goodbye(Goodbye {

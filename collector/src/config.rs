@@ -382,8 +382,20 @@ pub struct IngestConfig {
     /// more end the stream with `RESOURCE_EXHAUSTED`. Replayed reports are not counted here.
     pub live_reports_per_minute: u32,
     /// Replayed reports (a spool draining after an outage) are accepted at most this fast per
-    /// stream: the collector paces them instead of refusing them, so a backlog drains steadily.
+    /// stream: the collector paces them, so a backlog drains steadily (how many a stream may
+    /// carry at all: `replay_slack_reports`).
     pub replay_reports_per_second: u32,
+    /// Replayed reports a stream may carry beyond what the host's time away allows (one per
+    /// report interval since its last stored report); more end the stream with
+    /// `RESOURCE_EXHAUSTED` and the agent keeps them spooled for its next stream.
+    pub replay_slack_reports: u32,
+    /// Most distinct roll-up series (`filesystem.used_ratio:/var`, …) stored per host;
+    /// readings of further series are counted and not stored.
+    pub max_series_per_host: usize,
+    /// Most roll-up series one host may add per UTC day.
+    pub max_new_series_per_day: usize,
+    /// Longest roll-up series name stored, in bytes; longer ones are counted and not stored.
+    pub max_series_name_bytes: usize,
     /// Most reports committed together in one transaction (group commit).
     pub max_batch: usize,
     /// A host is "silent" when its last report is older than max(3 × its interval, this).
@@ -395,6 +407,17 @@ pub struct IngestConfig {
     pub revocation_poll: Duration,
 }
 
+/// Default of `ingest.replay_slack_reports`: room for the few reports in flight when a stream
+/// broke (sent, perhaps stored, not acknowledged) and for rounding.
+pub const DEFAULT_REPLAY_SLACK_REPORTS: u32 = 20;
+/// Default of `ingest.max_series_per_host`: ten times what a large server reports (two series
+/// per filesystem, one per temperature sensor).
+pub const DEFAULT_MAX_SERIES_PER_HOST: usize = 2_000;
+/// Default of `ingest.max_new_series_per_day`: room for a host rebuilt with new disks in a day.
+pub const DEFAULT_MAX_NEW_SERIES_PER_DAY: usize = 500;
+/// Default of `ingest.max_series_name_bytes`.
+pub const DEFAULT_MAX_SERIES_NAME_BYTES: usize = 256;
+
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
@@ -404,6 +427,10 @@ impl Default for IngestConfig {
             max_string_bytes: 4096,
             live_reports_per_minute: 120,
             replay_reports_per_second: 200,
+            replay_slack_reports: DEFAULT_REPLAY_SLACK_REPORTS,
+            max_series_per_host: DEFAULT_MAX_SERIES_PER_HOST,
+            max_new_series_per_day: DEFAULT_MAX_NEW_SERIES_PER_DAY,
+            max_series_name_bytes: DEFAULT_MAX_SERIES_NAME_BYTES,
             max_batch: 512,
             min_silence: Duration::from_secs(60),
             revocation_poll: Duration::from_secs(2),
@@ -519,6 +546,9 @@ impl Validate for CollectorConfig {
             ("ingest.max_string_bytes", self.ingest.max_string_bytes),
             ("ingest.live_reports_per_minute", self.ingest.live_reports_per_minute as usize),
             ("ingest.replay_reports_per_second", self.ingest.replay_reports_per_second as usize),
+            ("ingest.max_series_per_host", self.ingest.max_series_per_host),
+            ("ingest.max_new_series_per_day", self.ingest.max_new_series_per_day),
+            ("ingest.max_series_name_bytes", self.ingest.max_series_name_bytes),
         ] {
             if value == 0 {
                 return Err(FieldError::new(key, "must be at least 1"));

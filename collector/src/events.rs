@@ -29,12 +29,13 @@ const REJECTION_LOG_MAX_SOURCES: usize = 4_096;
 
 /// The `event` label of `vigil_log_lines_suppressed_total`, one per throttled event (`enroll`
 /// and `renew` are the refused enrolment calls).
-pub const THROTTLED_EVENTS: [&str; 6] = [
+pub const THROTTLED_EVENTS: [&str; 7] = [
     "report_rejected",
     "enroll",
     "renew",
     "tls_handshake_refused",
-    "connection_refused",
+    "grpc_connection_refused",
+    "http_connection_refused",
     "api_token_refused",
 ];
 
@@ -72,12 +73,14 @@ pub enum RejectReason {
     /// A revoked host, or a Hello claiming another host.
     PermissionDenied,
     RateLimited,
+    /// More replayed reports on one stream than the host's time away allows.
+    ReplayLimited,
     /// A seq resent with other content than the one held (a restored agent state).
     SeqReused,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         Self::Malformed,
         Self::TooLarge,
         Self::ProtocolViolation,
@@ -85,6 +88,7 @@ impl RejectReason {
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::RateLimited,
+        Self::ReplayLimited,
         Self::SeqReused,
     ];
 
@@ -97,6 +101,7 @@ impl RejectReason {
             Self::Unauthenticated => "unauthenticated",
             Self::PermissionDenied => "permission_denied",
             Self::RateLimited => "rate_limited",
+            Self::ReplayLimited => "replay_limited",
             Self::SeqReused => "seq_reused",
         }
     }
@@ -123,6 +128,46 @@ impl ReportRejected<'_> {
             );
         }
         metrics::counter!(m::REPORTS_REJECTED_TOTAL, "reason" => self.reason.as_str()).increment(1);
+    }
+}
+
+/// Readings of one report not stored because its host is at a series cap. Counted every
+/// time; logged on the first of a stream (`first`), so a host over its caps does not flood
+/// the log.
+#[derive(Debug)]
+pub struct SeriesCapped {
+    pub host: HostId,
+    pub refused: crate::ingest::cardinality::Refused,
+    /// The series the host has.
+    pub held: usize,
+    pub first: bool,
+}
+
+impl SeriesCapped {
+    pub fn emit(&self) {
+        let r = &self.refused;
+        if self.first {
+            tracing::warn!(
+                host = %self.host,
+                held = self.held,
+                name_too_long = r.name_too_long,
+                host_full = r.host_full,
+                day_full = r.day_full,
+                "roll-up readings not stored: the host is at its series caps"
+            );
+        }
+        for (cap, n) in [
+            ("name_too_long", r.name_too_long),
+            ("host_full", r.host_full),
+            ("day_full", r.day_full),
+        ] {
+            if n > 0 {
+                metrics::counter!(m::ROLLUP_READINGS_REFUSED_TOTAL, "cap" => cap)
+                    .increment(u64::from(n));
+            }
+        }
+        metrics::counter!(m::HOST_ROLLUP_READINGS_REFUSED_TOTAL, "host_id" => self.host.to_string())
+            .increment(u64::from(r.total()));
     }
 }
 

@@ -21,6 +21,8 @@ pub const DESCRIPTOR_LIMIT: &str = "vigil_open_files_limit";
 pub const ENROLLMENTS_TOTAL: &str = "vigil_enrollment_calls_total";
 pub const INCIDENT_CHANGES_TOTAL: &str = "vigil_incident_changes_total";
 pub const HOST_SERIES_DROPPED_TOTAL: &str = "vigil_host_series_dropped_total";
+pub const ROLLUP_READINGS_REFUSED_TOTAL: &str = "vigil_ingest_rollup_readings_refused_total";
+pub const HOST_ROLLUP_READINGS_REFUSED_TOTAL: &str = "vigil_host_rollup_readings_refused_total";
 pub const RUNNER_LEASE_HELD: &str = "vigil_runner_lease_held";
 pub const NOTIFICATIONS_TOTAL: &str = "vigil_notification_attempts_total";
 pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_seconds";
@@ -63,6 +65,9 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     for event in crate::events::THROTTLED_EVENTS {
         metrics::counter!(LOG_LINES_SUPPRESSED_TOTAL, "event" => event).absolute(0);
+    }
+    for cap in ["name_too_long", "host_full", "day_full"] {
+        metrics::counter!(ROLLUP_READINGS_REFUSED_TOTAL, "cap" => cap).absolute(0);
     }
     metrics::counter!(INCIDENT_EVALUATION_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(RUNNER_LEASE_HELD).set(0.0);
@@ -118,6 +123,14 @@ fn describe() {
         INCIDENT_EVALUATION_ERRORS_TOTAL,
         "Stored reports whose incident evaluation failed and was skipped (the next report of \
          the host is evaluated as usual)."
+    );
+    describe_counter!(
+        ROLLUP_READINGS_REFUSED_TOTAL,
+        "Readings not stored as roll-ups because their host is at a series cap, by cap."
+    );
+    describe_counter!(
+        HOST_ROLLUP_READINGS_REFUSED_TOTAL,
+        "Readings of one host not stored as roll-ups because it is at a series cap."
     );
     describe_counter!(
         HOST_SERIES_DROPPED_TOTAL,

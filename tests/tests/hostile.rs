@@ -1,7 +1,8 @@
 //! Nothing a network peer sends can crash the collector or make it lie: a stream of random bytes
 //! on its gRPC port, a flood of oversized messages, 2 000 idle connections and a host sending
-//! live reports too fast are all refused with a precise answer, memory stays bounded, and a
-//! well-behaved agent keeps reporting throughout without losing a report.
+//! live reports too fast or replaying more than its time away allows are all refused with a
+//! precise answer, memory stays bounded, and a well-behaved agent keeps reporting throughout
+//! without losing a report.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -84,11 +85,17 @@ async fn the_collector_survives_hostile_peers_and_keeps_serving() {
     assert_eq!(acked.last().copied(), Some(30), "{acked:?}");
     let err = err.expect("rate limited");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    // A backlog being replayed is paced, not refused: 200 replays all get through.
+    // Replays are held to what the host's time away allows: it was seen a moment ago, so its
+    // last interval's report and the slack (20) get through, then RESOURCE_EXHAUSTED naming
+    // the first refused seq (which an agent keeps spooled).
     let replay: Vec<_> = (31..=230).map(|seq| report(seq, true, 0)).collect();
     let (acked, err) = stream(&collector, &hostile, replay).await;
-    assert!(err.is_none(), "{err:?}");
-    assert_eq!(acked.last().copied(), Some(230));
+    let err = err.expect("replays beyond the budget are refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let accepted = acked.len() as u64;
+    assert!((21..=22).contains(&accepted), "{acked:?}");
+    let refused_seq = err.metadata().get("vigil-seq").and_then(|v| v.to_str().ok());
+    assert_eq!(refused_seq, Some((31 + accepted).to_string().as_str()), "{err:?}");
 
     // The idle connections were cut by the handshake timeout.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -132,6 +139,10 @@ async fn the_collector_survives_hostile_peers_and_keeps_serving() {
     );
     assert!(
         metrics.contains("vigil_ingest_reports_rejected_total{reason=\"too_large\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_ingest_reports_rejected_total{reason=\"replay_limited\"} 1"),
         "{metrics}"
     );
 }

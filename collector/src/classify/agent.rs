@@ -28,7 +28,17 @@ pub(super) const SPOOL_QUARANTINED: RuleDef = RuleDef::event(
      the agent's spool/quarantine/ (its quarantine count rose)",
 );
 
-pub(super) const RULES: &[RuleDef] = &[SPOOL_IN_MEMORY, REPORTS_DROPPED, SPOOL_QUARANTINED];
+pub(super) const SERIES_CAPPED: RuleDef = RuleDef::state(
+    "agent.series_capped",
+    FaultLevel::L3,
+    "the host sends roll-up series the collector does not store: it is at \
+     `ingest.max_series_per_host` or `ingest.max_new_series_per_day`, or a series name is longer \
+     than `ingest.max_series_name_bytes` (a probe naming resources without end, or a hostile \
+     client); the history of those series is missing",
+);
+
+pub(super) const RULES: &[RuleDef] =
+    &[SPOOL_IN_MEMORY, REPORTS_DROPPED, SPOOL_QUARANTINED, SERIES_CAPPED];
 
 pub(super) fn spool(status: &SpoolStatus, memory: &mut HostMemory, findings: &mut Findings) {
     if status.in_memory {
@@ -44,6 +54,18 @@ pub(super) fn spool(status: &SpoolStatus, memory: &mut HostMemory, findings: &mu
     counter_events(&REPORTS_DROPPED, "reports dropped unsent", dropped, memory, findings);
     let quarantined = [("spool", Some(status.quarantined_total))];
     counter_events(&SPOOL_QUARANTINED, "records quarantined", quarantined, memory, findings);
+}
+
+/// `refused`: readings of the report the collector did not store for the series caps.
+pub(super) fn series_capped(refused: u32, findings: &mut Findings) {
+    if refused > 0 {
+        findings.fire(&SERIES_CAPPED, "series", |_| {
+            format!(
+                "series: {refused} readings of this report were not stored; the host is at its \
+                 roll-up series caps"
+            )
+        });
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +99,19 @@ mod tests {
         assert!(findings[0].summary.contains("4 reports held in memory"));
         let healthy = classify(&report(SpoolStatus::default()), &mut memory, &rules);
         assert!(healthy.is_empty(), "{healthy:?}");
+    }
+
+    #[test]
+    fn readings_over_the_series_caps_are_a_state_finding() {
+        let rules = RuleSet::default();
+        let capped = super::super::series_capped(3, &rules);
+        assert_eq!(capped.len(), 1, "{capped:?}");
+        assert_eq!(
+            (capped[0].rule.as_str(), capped[0].resource.as_str(), capped[0].level),
+            ("agent.series_capped", "series", FaultLevel::L3)
+        );
+        assert!(capped[0].summary.contains("3 readings"), "{}", capped[0].summary);
+        assert!(super::super::series_capped(0, &rules).is_empty());
     }
 
     #[test]

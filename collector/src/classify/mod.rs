@@ -369,6 +369,14 @@ pub fn classify(report: &Report, memory: &mut HostMemory, rules: &RuleSet) -> Ve
     findings.list
 }
 
+/// Findings about what the collector did with a stored report rather than what the report
+/// says: `refused` readings not stored for the host's series caps (`agent.series_capped`).
+pub fn series_capped(refused: u32, rules: &RuleSet) -> Vec<Finding> {
+    let mut findings = Findings::new(rules);
+    agent::series_capped(refused, &mut findings);
+    findings.list
+}
+
 /// The findings of one report as the rules produce them, with the rule set they are judged by.
 struct Findings<'r> {
     rules: &'r RuleSet,

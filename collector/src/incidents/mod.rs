@@ -213,7 +213,8 @@ impl Evaluator {
                     continue;
                 }
             };
-            let findings = (self.classifier)(&report, &mut memory, rules);
+            let mut findings = (self.classifier)(&report, &mut memory, rules);
+            findings.extend(classify::series_capped(record.series_refused, rules));
             let ctx = HostContext { state, scope, now, record };
             // A new host's first report sets its baseline even when it was sent as replayed
             // (collected a moment before the first stream opened); after that, replayed means

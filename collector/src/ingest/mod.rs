@@ -5,14 +5,18 @@
 //! after every earlier report on the stream has been acknowledged. Nothing one agent sends can
 //! disturb another agent's stream.
 
+pub mod cardinality;
 pub mod commit;
 pub mod identity;
 pub mod refusal;
+pub mod replay;
 pub mod revocation;
 pub mod validate;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prost::Message;
@@ -24,18 +28,22 @@ use vigil_proto::v1::{
     goodbye, ingest_server,
 };
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, UnixMs};
 use crate::config::IngestConfig;
 use crate::error::{report_status, to_status};
-use crate::events::{ClonedIdentity, RejectReason, ReportRejected, StreamClosed, StreamOpened};
+use crate::events::{
+    ClonedIdentity, RejectReason, ReportRejected, SeriesCapped, StreamClosed, StreamOpened,
+};
 use crate::ids::HostId;
 use crate::ratelimit::RateLimiter;
 use crate::readings;
 use crate::sanitize::{for_log, for_log_text};
 use crate::store::{CertificateRow, CommitOutcome, ReportRecord, Store, StoreError, StoreResult};
 use crate::tls::PeerInfo;
+use cardinality::{HostSeries, SeriesLimits};
 use commit::CommitQueue;
 use refusal::Refusal;
+use replay::ReplayBudget;
 use revocation::Revocations;
 use validate::InvalidInput;
 
@@ -51,7 +59,13 @@ pub struct IngestService {
     max_report_bytes: usize,
     limits: validate::ReportLimits,
     live_rate: Arc<RateLimiter<HostId>>,
+    live_reports_per_minute: u32,
     replay_gap: Duration,
+    replay_slack: u32,
+    series_limits: SeriesLimits,
+    /// The stored series of each host with a stream here, shared by its streams; an entry
+    /// goes when the host's last stream closes.
+    host_series: Arc<Mutex<HashMap<HostId, Weak<Mutex<HostSeries>>>>>,
     /// Becomes true when the collector stops: open streams end with `UNAVAILABLE` so the
     /// agents reconnect (elsewhere, or after the restart) instead of holding shutdown up.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -82,7 +96,15 @@ impl IngestService {
             max_report_bytes: config.max_report_bytes,
             limits,
             live_rate: Arc::new(RateLimiter::new(config.live_reports_per_minute)),
+            live_reports_per_minute: config.live_reports_per_minute,
             replay_gap: Duration::from_secs(1) / config.replay_reports_per_second.max(1),
+            replay_slack: config.replay_slack_reports,
+            series_limits: SeriesLimits {
+                max_per_host: config.max_series_per_host,
+                max_new_per_day: config.max_new_series_per_day,
+                max_name_bytes: config.max_series_name_bytes,
+            },
+            host_series: Arc::default(),
             stopping,
             host_metrics: crate::exporter::HostMetrics::default(),
         }
@@ -130,6 +152,43 @@ impl IngestService {
             ));
         }
         Ok(cert)
+    }
+
+    /// The host's stored series: those of its other streams here, or loaded from the store.
+    async fn host_series(&self, host: HostId) -> StoreResult<Arc<Mutex<HostSeries>>> {
+        let held = |map: &HashMap<HostId, Weak<Mutex<HostSeries>>>| map.get(&host)?.upgrade();
+        if let Some(series) = held(&self.host_series.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(series);
+        }
+        let loaded = HostSeries::new(self.store.host_series(host).await?, self.clock.now_ms());
+        let mut map = self.host_series.lock().unwrap_or_else(|e| e.into_inner());
+        // Another stream of the host may have loaded it meanwhile.
+        if let Some(series) = held(&map) {
+            return Ok(series);
+        }
+        map.retain(|_, series| series.strong_count() > 0);
+        let series = Arc::new(Mutex::new(loaded));
+        map.insert(host, Arc::downgrade(&series));
+        Ok(series)
+    }
+
+    /// What the stream may replay: see [`replay`]. The host's last stored report is the
+    /// start of its time away (its enrolment when it never reported).
+    async fn replay_budget(
+        &self,
+        host: HostId,
+        interval_seconds: u32,
+    ) -> StoreResult<ReplayBudget> {
+        let row = self.store.get_host(host).await?;
+        let now = self.clock.now_ms();
+        let since = row.map_or(now, |h| h.last_seen_ms.unwrap_or(h.created_at_ms));
+        Ok(ReplayBudget::new(
+            since,
+            now,
+            i64::from(interval_seconds) * 1000,
+            self.live_reports_per_minute,
+            self.replay_slack,
+        ))
     }
 
     fn reject(&self, err: &InvalidInput, peer: Option<SocketAddr>) -> Status {
@@ -239,6 +298,19 @@ struct Session {
     pruned_through_seq: u64,
     out: mpsc::Sender<Result<CollectorMessage, Status>>,
     host_metrics: crate::exporter::HostMetrics,
+    /// The host's stored series, shared with its other streams here.
+    series: Arc<Mutex<HostSeries>>,
+    /// Whether readings over the series caps were logged on this stream yet.
+    series_capped_logged: AtomicBool,
+}
+
+/// The agent's side of one stream, as [`IngestService::read`] consumes it.
+struct Inbound {
+    hello: Hello,
+    messages: Streaming<AgentMessage>,
+    pending: mpsc::Sender<Pending>,
+    peer: Option<SocketAddr>,
+    replay: ReplayBudget,
 }
 
 #[tonic::async_trait]
@@ -291,11 +363,22 @@ impl ingest_server::Ingest for IngestService {
         }
         .emit();
 
-        let (highest_seq, pruned_through_seq) = match self.store.instances(host).await {
-            Ok(instances) => instances
+        let interval_seconds = hello.interval_seconds.clamp(1, 86_400);
+        // What the stream starts from: the instance's seqs, the host's series, its replays.
+        let loaded = async {
+            let (highest_seq, pruned_through_seq) = self
+                .store
+                .instances(host)
+                .await?
                 .iter()
                 .find(|i| i.instance == hello.agent_instance)
-                .map_or((0, 0), |i| (i.max_seq, i.pruned_through_seq)),
+                .map_or((0, 0), |i| (i.max_seq, i.pruned_through_seq));
+            let series = self.host_series(host).await?;
+            let replay = self.replay_budget(host, interval_seconds).await?;
+            Ok::<_, StoreError>((highest_seq, pruned_through_seq, series, replay))
+        };
+        let (highest_seq, pruned_through_seq, series, replay) = match loaded.await {
+            Ok(loaded) => loaded,
             Err(err) => {
                 ReportRejected {
                     reason: RejectReason::StoreUnavailable,
@@ -324,32 +407,28 @@ impl ingest_server::Ingest for IngestService {
             host,
             peer,
             instance: hello.agent_instance.clone(),
-            interval_seconds: hello.interval_seconds.clamp(1, 86_400),
+            interval_seconds,
             pruned_through_seq,
             out,
             host_metrics: self.host_metrics.clone(),
+            series,
+            series_capped_logged: AtomicBool::new(false),
         });
         let (pending_tx, pending_rx) = mpsc::channel(256);
         tokio::spawn(session.clone().acknowledge(pending_rx));
         let expires_in = Duration::from_millis(
             u64::try_from(cert.not_after_ms - self.clock.now_ms()).unwrap_or(0),
         );
-        tokio::spawn(self.clone().read(session, hello, inbound, pending_tx, peer, expires_in));
+        let stream = Inbound { hello, messages: inbound, pending: pending_tx, peer, replay };
+        tokio::spawn(self.clone().read(session, stream, expires_in));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
 impl IngestService {
     /// Reads the agent's messages in order and queues them; never acknowledges by itself.
-    async fn read(
-        self,
-        session: Arc<Session>,
-        hello: Hello,
-        mut inbound: Streaming<AgentMessage>,
-        pending: mpsc::Sender<Pending>,
-        peer: Option<SocketAddr>,
-        cert_expires_in: Duration,
-    ) {
+    async fn read(self, session: Arc<Session>, stream: Inbound, cert_expires_in: Duration) {
+        let Inbound { hello, messages: mut inbound, pending, peer, mut replay } = stream;
         let mut revoked = self.revocations.subscribe();
         let mut stopping = self.stopping.clone();
         let expiry = tokio::time::sleep(cert_expires_in);
@@ -409,6 +488,20 @@ impl IngestService {
                             .emit(self.clock.now_ms());
                             Pending::Fail(status)
                         }
+                        Ok(()) if report.replayed && !replay.take() => {
+                            let refusal = Refusal::ReplayLimited {
+                                host: session.host,
+                                allowed: replay.allowed(),
+                            };
+                            let status = report_status(&refusal, report.seq);
+                            ReportRejected {
+                                reason: RejectReason::ReplayLimited,
+                                peer,
+                                message: status.message(),
+                            }
+                            .emit(self.clock.now_ms());
+                            Pending::Fail(status)
+                        }
                         Ok(()) => {
                             if report.replayed {
                                 // Pace a draining backlog instead of refusing it.
@@ -443,6 +536,57 @@ impl IngestService {
         }
     }
 
+    /// The readings of a report that its host may store (see [`cardinality`]); the others are
+    /// counted.
+    fn admit(
+        &self,
+        session: &Session,
+        readings: Vec<(String, f64)>,
+        now: UnixMs,
+    ) -> cardinality::Admitted {
+        let (admitted, held) = {
+            let mut series = session.series.lock().unwrap_or_else(|e| e.into_inner());
+            (series.admit(readings, now, &self.series_limits), series.len())
+        };
+        if admitted.refused.total() > 0 {
+            let first = !session.series_capped_logged.swap(true, Ordering::Relaxed);
+            SeriesCapped { host: session.host, refused: admitted.refused, held, first }.emit();
+            if first {
+                self.record_series_capped(session.host, &admitted.refused, held, now);
+            }
+        }
+        admitted
+    }
+
+    /// The host's timeline says, once a day, that readings were not stored.
+    fn record_series_capped(
+        &self,
+        host: HostId,
+        refused: &cardinality::Refused,
+        held: usize,
+        now: UnixMs,
+    ) {
+        let limits = &self.series_limits;
+        let detail = format!(
+            "roll-up readings not stored: the host has {held} series (at most {} stored, {} new \
+             a day, names of at most {} bytes); in one report {} had a name too long, {} found \
+             the host full, {} found the day's new series used up",
+            limits.max_per_host,
+            limits.max_new_per_day,
+            limits.max_name_bytes,
+            refused.name_too_long,
+            refused.host_full,
+            refused.day_full
+        );
+        let key = now.div_euclid(86_400_000).to_string();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.record_event(host, "series_capped", &key, &detail, now).await {
+                tracing::warn!(host = %host, error = %err, "could not record event");
+            }
+        });
+    }
+
     fn record(&self, session: &Session, hello: &Hello, mut report: Report) -> ReportRecord {
         let received_at_ms = self.clock.now_ms();
         let facts = report.facts.as_ref();
@@ -461,6 +605,7 @@ impl IngestService {
         // Replayed reports count too: only a newer report replaces the held one, and right
         // after a reconnect the replayed ones are the freshest readings there are.
         self.host_metrics.observe(session.host, collected_at_ms, &report);
+        let admitted = self.admit(session, readings::series(&report), received_at_ms);
         let replayed = std::mem::take(&mut report.replayed);
         let encoded = report.encode_to_vec();
         let digest = ring::digest::digest(&ring::digest::SHA256, &encoded);
@@ -474,7 +619,9 @@ impl IngestService {
             hostname,
             agent_version,
             interval_seconds: session.interval_seconds,
-            series: readings::series(&report),
+            series: admitted.kept,
+            new_series: admitted.new,
+            series_refused: admitted.refused.total(),
             encoded,
             digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
             pruned_through_seq: session.pruned_through_seq,

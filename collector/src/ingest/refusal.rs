@@ -25,6 +25,11 @@ pub enum Refusal {
     ClosedBeforeHello,
     #[error("host {0} sends live reports faster than the limit; slow down")]
     RateLimited(HostId),
+    #[error(
+        "host {host} replays more reports than its interval and time away allow ({allowed} on \
+         this stream); keep the rest spooled and reconnect later"
+    )]
+    ReplayLimited { host: HostId, allowed: u64 },
     #[error("collector is shutting down; reconnect")]
     ShuttingDown,
     #[error("client certificate expired; reconnect with the renewed one")]
@@ -45,7 +50,7 @@ impl HasErrorCode for Refusal {
             Self::Revoked(_) | Self::WrongHost { .. } => ErrorCode::PermissionDenied,
             Self::NoHelloInTime(_) => ErrorCode::DeadlineExceeded,
             Self::ClosedBeforeHello => ErrorCode::InvalidArgument,
-            Self::RateLimited(_) => ErrorCode::ResourceExhausted,
+            Self::RateLimited(_) | Self::ReplayLimited { .. } => ErrorCode::ResourceExhausted,
             Self::ShuttingDown => ErrorCode::Unavailable,
             Self::SeqReused { .. } => ErrorCode::AlreadyExists,
         }

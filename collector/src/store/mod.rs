@@ -82,8 +82,13 @@ pub struct ReportRecord {
     /// The instance's `pruned_through_seq` when its stream opened: a seq at or below it may
     /// be older than the receipt window (see [`CommitOutcome::Stale`]).
     pub pruned_through_seq: u64,
-    /// Scalar readings for the 5-minute roll-ups: (series name, value).
+    /// Scalar readings for the 5-minute roll-ups: (series name, value), only of the series
+    /// the host may store (see `ingest::cardinality`).
     pub series: Vec<(String, f64)>,
+    /// The series of `series` the host did not have: recorded as its series.
+    pub new_series: Vec<String>,
+    /// Readings of the report not stored because the host is at a series cap.
+    pub series_refused: u32,
     /// When the collector received it, on the monotonic clock: the start of the "received →
     /// evaluated" latency (`vigil_incident_evaluation_latency_seconds`). Never stored.
     pub received: std::time::Instant,
@@ -273,6 +278,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<Receipt>>;
     async fn rollups(&self, id: HostId, series: &str, since: UnixMs) -> StoreResult<Vec<Rollup>>;
+    /// The roll-up series the host has, each with when it was first stored.
+    async fn host_series(&self, id: HostId) -> StoreResult<Vec<(String, UnixMs)>>;
 
     /// Deletes receipts received before `receipts_before` and roll-up buckets that started
     /// before `rollups_before`, at most `batch_rows` rows per transaction, letting other

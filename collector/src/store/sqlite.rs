@@ -178,6 +178,20 @@ impl SqliteStore {
 
     async fn commit_one(tx: &mut SqliteConnection, r: &ReportRecord) -> StoreResult<CommitOutcome> {
         let host = r.host_id.to_string();
+        // Recorded before anything else (even for a report not stored again): the caps then
+        // count every series the host may have rows of.
+        for series in &r.new_series {
+            sqlx::query(
+                "INSERT INTO host_series (host_id, series, first_seen_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (host_id, series) DO NOTHING",
+            )
+            .bind(&host)
+            .bind(series)
+            .bind(r.received_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(refused)?;
+        }
         // A seq at or below what retention pruned, with no receipt left: it may have been
         // stored before its receipt aged out, so it is not stored again. Looked up only for
         // seqs at or below the watermark the stream saw when it opened.
@@ -597,6 +611,14 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn host_series(&self, id: HostId) -> StoreResult<Vec<(String, UnixMs)>> {
+        sqlx::query_as("SELECT series, first_seen_ms FROM host_series WHERE host_id = ?")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn prune(
         &self,
         receipts_before: UnixMs,
@@ -972,6 +994,10 @@ impl Store for SqliteStore {
                sum_value = rollups_5m.sum_value + excluded.sum_value, \
                sample_count = rollups_5m.sample_count + excluded.sample_count",
             "DELETE FROM rollups_5m WHERE host_id = $1",
+            "INSERT INTO host_series (host_id, series, first_seen_ms) \
+             SELECT $2, series, first_seen_ms FROM host_series WHERE host_id = $1 \
+             ON CONFLICT (host_id, series) DO NOTHING",
+            "DELETE FROM host_series WHERE host_id = $1",
             // The newer host's latest report stays when it has one.
             "UPDATE latest_reports SET host_id = $2 WHERE host_id = $1 AND NOT EXISTS \
              (SELECT 1 FROM latest_reports l WHERE l.host_id = $2)",

@@ -21,6 +21,8 @@ pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecor
         digest: [seq as u8; 32],
         pruned_through_seq: 0,
         series: vec![("cpu.usage_ratio".into(), seq as f64 / 10.0)],
+        new_series: Vec::new(),
+        series_refused: 0,
         received: std::time::Instant::now(),
     }
 }
@@ -334,6 +336,23 @@ pub async fn rollups_keep_min_avg_max_per_bucket(store: &dyn Store) {
     assert_eq!((rollups[0].min, rollups[0].max, rollups[0].count), (0.1, 0.6, 3));
     assert!((rollups[0].avg - 0.3).abs() < 1e-9);
     assert_eq!(rollups[1].count, 1);
+}
+
+pub async fn new_series_are_recorded_once_with_when_first_stored(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let first =
+        ReportRecord { new_series: vec!["cpu.usage_ratio".into()], ..record(host, "i1", 1, 1_000) };
+    // The same series named new again (a second stream of the host) keeps its first time.
+    let again = ReportRecord {
+        new_series: vec!["cpu.usage_ratio".into(), "x".into()],
+        ..record(host, "i1", 2, 9_000)
+    };
+    commit(store, &[first, again]).await;
+    let mut held = store.host_series(host).await.unwrap();
+    held.sort();
+    assert_eq!(held, [("cpu.usage_ratio".to_owned(), 1_005), ("x".to_owned(), 9_005)]);
+    let other = enrolled(store, "srv02").await;
+    assert!(store.host_series(other).await.unwrap().is_empty());
 }
 
 pub async fn prune_drops_only_old_rows(store: &dyn Store) {
@@ -876,6 +895,7 @@ macro_rules! store_test_suite {
             case!(new_instance_is_stored_beside_old);
             case!(latest_report_is_newest_collected);
             case!(rollups_keep_min_avg_max_per_bucket);
+            case!(new_series_are_recorded_once_with_when_first_stored);
             case!(prune_drops_only_old_rows);
             case!(prune_runs_in_batches_and_keeps_the_highest_pruned_seq);
             case!(prune_lets_commits_in_between_batches);
