@@ -73,17 +73,24 @@ pub fn plan(config: &crate::config::CollectorConfig) -> Budget {
     budget
 }
 
-/// Accepts one connection on `listener` (named `what` in the log). A failure — out of
-/// descriptors and the like — is logged and answered by a 100 ms pause and `None`, so an
-/// accept loop waits for descriptors to come back instead of spinning.
+/// Accepts one connection on `listener` (the `which` listener). A failure — out of descriptors
+/// and the like — is counted and logged through the rejection throttle
+/// (`vigil_connections_refused_total{reason="accept_failed"}`), and answered by a 100 ms pause
+/// and `None`, so an accept loop waits for descriptors to come back instead of spinning or
+/// writing a line per attempt.
 pub async fn accept(
     listener: &tokio::net::TcpListener,
-    what: &str,
+    which: crate::events::Listener,
 ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
     match listener.accept().await {
         Ok(pair) => Some(pair),
         Err(err) => {
-            tracing::warn!(error = %err, "{what} accept failed");
+            crate::events::ConnectionRefused {
+                listener: which,
+                reason: "accept_failed",
+                message: &err.to_string(),
+            }
+            .emit();
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             None
         }

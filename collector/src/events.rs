@@ -356,13 +356,15 @@ impl Listener {
 }
 
 /// Every `reason` of `vigil_connections_refused_total`, by listener.
-pub const CONNECTION_REFUSALS: [(Listener, &str); 9] = [
+pub const CONNECTION_REFUSALS: [(Listener, &str); 11] = [
+    (Listener::Grpc, "accept_failed"),
     (Listener::Grpc, "connection_limit"),
     (Listener::Grpc, "certless_limit"),
     (Listener::Grpc, "certless_timeout"),
     (Listener::Grpc, "one_call"),
     (Listener::Grpc, "certificate_required"),
     (Listener::Grpc, "idle_timeout"),
+    (Listener::Http, "accept_failed"),
     (Listener::Http, "connection_limit"),
     (Listener::Http, "header_timeout"),
     (Listener::Http, "idle_timeout"),

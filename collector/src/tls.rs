@@ -173,7 +173,7 @@ pub fn incoming(
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
-                accepted = crate::descriptors::accept(&listener, "gRPC") => match accepted {
+                accepted = crate::descriptors::accept(&listener, crate::events::Listener::Grpc) => match accepted {
                     Some(pair) => pair,
                     None => continue,
                 },

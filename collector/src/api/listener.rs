@@ -53,7 +53,7 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
-            accepted = crate::descriptors::accept(&listener, "HTTP") => match accepted {
+            accepted = crate::descriptors::accept(&listener, crate::events::Listener::Http) => match accepted {
                 Some(pair) => pair,
                 None => continue,
             },
