@@ -101,10 +101,21 @@ impl TestIdentity {
         instance: &str,
         messages: Vec<AgentMessage>,
     ) -> (Vec<u64>, Option<tonic::Status>) {
+        self.stream_opened_by(collector, self.hello(instance), messages).await
+    }
+
+    /// [`Self::stream`] opened by `hello` instead of this identity's own (an earlier agent's,
+    /// say).
+    pub async fn stream_opened_by(
+        &self,
+        collector: &Collector,
+        hello: AgentMessage,
+        messages: Vec<AgentMessage>,
+    ) -> (Vec<u64>, Option<tonic::Status>) {
         let channel = self.channel(collector).await.expect("mTLS channel");
         let mut client = IngestClient::new(channel).max_encoding_message_size(64 << 20);
         let (tx, rx) = mpsc::channel(messages.len() + 1);
-        tx.send(self.hello(instance)).await.expect("queue hello");
+        tx.send(hello).await.expect("queue hello");
         for m in messages {
             tx.send(m).await.expect("queue message");
         }
