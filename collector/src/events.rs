@@ -463,6 +463,8 @@ impl ClonedIdentity<'_> {
 pub struct RetentionSwept {
     pub receipts: u64,
     pub rollups: u64,
+    /// Host series forgotten because their roll-ups all expired.
+    pub series: u64,
     /// Transactions the deletions took (each at most `tasks::PRUNE_BATCH_ROWS` rows).
     pub batches: u64,
 }
@@ -472,6 +474,7 @@ impl RetentionSwept {
         tracing::info!(
             receipts = self.receipts,
             rollups = self.rollups,
+            series = self.series,
             batches = self.batches,
             "retention sweep done"
         );
@@ -479,6 +482,8 @@ impl RetentionSwept {
             .increment(self.receipts);
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "rollups_5m")
             .increment(self.rollups);
+        metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "host_series")
+            .increment(self.series);
     }
 }
 

@@ -26,8 +26,13 @@ pub async fn sweep_retention(
     let receipts_before = now - retention.receipts.as_millis() as i64;
     let rollups_before = now - retention.rollups.as_millis() as i64;
     let stats = store.prune(receipts_before, rollups_before, PRUNE_BATCH_ROWS).await?;
-    RetentionSwept { receipts: stats.receipts, rollups: stats.rollups, batches: stats.batches }
-        .emit();
+    RetentionSwept {
+        receipts: stats.receipts,
+        rollups: stats.rollups,
+        series: stats.series,
+        batches: stats.batches,
+    }
+    .emit();
     Ok(stats)
 }
 

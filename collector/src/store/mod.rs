@@ -180,6 +180,9 @@ pub struct Rollup {
 pub struct PruneStats {
     pub receipts: u64,
     pub rollups: u64,
+    /// Entries of `host_series` whose roll-ups have all expired: the series no longer counts
+    /// toward its host's cap.
+    pub series: u64,
     /// Delete statements run (each one transaction of at most the batch size).
     pub batches: u64,
 }
@@ -284,7 +287,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes receipts received before `receipts_before` and roll-up buckets that started
     /// before `rollups_before`, at most `batch_rows` rows per transaction, letting other
     /// writes (ingest commits) in between. With the receipts of a batch it raises each agent
-    /// instance's `pruned_through_seq` to the highest seq deleted.
+    /// instance's `pruned_through_seq` to the highest seq deleted. Then forgets each host
+    /// series first stored before `rollups_before` that has no roll-up left, so a host's
+    /// series cap counts what the store holds.
     async fn prune(
         &self,
         receipts_before: UnixMs,

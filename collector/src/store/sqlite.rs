@@ -686,6 +686,38 @@ impl Store for SqliteStore {
             }
             tokio::task::yield_now().await;
         }
+        // Series without roll-ups, walked once in rowid ranges of `limit` entries (each range
+        // one statement), so the sweep is linear in the table however few are deleted.
+        let mut after = 0_i64;
+        loop {
+            let upto: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(rowid) FROM (SELECT rowid FROM host_series WHERE rowid > ? \
+                 ORDER BY rowid LIMIT ?)",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+            let Some(upto) = upto else { break };
+            let mut conn = self.writer().await;
+            stats.series += sqlx::query(
+                "DELETE FROM host_series WHERE rowid > ? AND rowid <= ? AND first_seen_ms < ? \
+                 AND NOT EXISTS (SELECT 1 FROM rollups_5m r \
+                   WHERE r.host_id = host_series.host_id AND r.series = host_series.series)",
+            )
+            .bind(after)
+            .bind(upto)
+            .bind(rollups_before)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            drop(conn);
+            stats.batches += 1;
+            after = upto;
+            tokio::task::yield_now().await;
+        }
         Ok(stats)
     }
 

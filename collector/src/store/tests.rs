@@ -361,9 +361,35 @@ pub async fn prune_drops_only_old_rows(store: &dyn Store) {
     let new = record(host, "i1", 2, 100 * ROLLUP_BUCKET_MS);
     commit(store, &[old, new]).await;
     let stats = store.prune(50_000, 50 * ROLLUP_BUCKET_MS, 5_000).await.unwrap();
-    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1, batches: 2 });
+    assert_eq!(stats, PruneStats { receipts: 1, rollups: 1, series: 0, batches: 2 });
     assert_eq!(store.receipts(host, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.rollups(host, "cpu.usage_ratio", 0).await.unwrap().len(), 1);
+}
+
+pub async fn prune_forgets_series_whose_rollups_all_expired(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    // "gone" was stored once, long ago; "kept" long ago and again since; "fresh" only lately.
+    let old = ReportRecord {
+        series: vec![("gone".into(), 1.0), ("kept".into(), 1.0)],
+        new_series: vec!["gone".into(), "kept".into()],
+        ..record(host, "i1", 1, 1_000)
+    };
+    let new = ReportRecord {
+        series: vec![("kept".into(), 2.0), ("fresh".into(), 2.0)],
+        new_series: vec!["fresh".into()],
+        ..record(host, "i1", 2, 100 * ROLLUP_BUCKET_MS)
+    };
+    commit(store, &[old, new]).await;
+    let stats = store.prune(0, 50 * ROLLUP_BUCKET_MS, 5_000).await.unwrap();
+    assert_eq!((stats.rollups, stats.series), (2, 1), "{stats:?}");
+    let mut held: Vec<String> =
+        store.host_series(host).await.unwrap().into_iter().map(|(s, _)| s).collect();
+    held.sort();
+    assert_eq!(held, ["fresh", "kept"]);
+    // A sweep with nothing to forget changes nothing.
+    let again = store.prune(0, 50 * ROLLUP_BUCKET_MS, 1).await.unwrap();
+    assert_eq!((again.rollups, again.series), (0, 0), "{again:?}");
+    assert_eq!(store.host_series(host).await.unwrap().len(), 2);
 }
 
 /// Commits receipts of `instance` numbered by `seqs`, each received at `at(seq)`, in chunks.
@@ -407,8 +433,8 @@ pub async fn prune_runs_in_batches_and_keeps_the_highest_pruned_seq(store: &dyn 
 
     let stats = store.prune(cutoff, 0, 100).await.unwrap();
     // 1030 + 7 old receipts at 100 per batch: ten full batches and one of 37; no roll-up is
-    // older than 0, which takes one (empty) batch.
-    assert_eq!(stats, PruneStats { receipts: 1_037, rollups: 0, batches: 12 });
+    // older than 0, which takes one (empty) batch; no series is held.
+    assert_eq!(stats, PruneStats { receipts: 1_037, rollups: 0, series: 0, batches: 12 });
     let instances = store.instances(host).await.unwrap();
     assert_eq!(pruned_through(&instances, "a"), 1_030);
     assert_eq!(pruned_through(&instances, "b"), 8, "the highest pruned, not the newest kept");
@@ -897,6 +923,7 @@ macro_rules! store_test_suite {
             case!(rollups_keep_min_avg_max_per_bucket);
             case!(new_series_are_recorded_once_with_when_first_stored);
             case!(prune_drops_only_old_rows);
+            case!(prune_forgets_series_whose_rollups_all_expired);
             case!(prune_runs_in_batches_and_keeps_the_highest_pruned_seq);
             case!(prune_lets_commits_in_between_batches);
             case!(events_dedupe_and_goodbye);
