@@ -155,6 +155,19 @@ async fn one_host_cannot_fill_the_store_or_replay_more_than_it_was_away() {
     let limited = "vigil_ingest_reports_rejected_total{reason=\"replay_limited\"}";
     assert_eq!(counter(&metrics, limited), 1, "{metrics}");
 
+    // Reconnecting at once brings no new slack: the host used it, and it grows back one
+    // report per interval.
+    let next = 102 + accepted;
+    let replays: Vec<_> = (next..next + 100).map(|seq| report(seq, true, Vec::new())).collect();
+    let (again, err) = hostile.stream(&collector, INSTANCE, replays).await;
+    // Time away since the last stored report, and slack grown back since the first replay
+    // stream: each at most the whole test's time in intervals.
+    let intervals = started.elapsed().as_millis() as u64 / INTERVAL_MS;
+    let budget = 1 + 2 * intervals;
+    assert!(again.len() as u64 <= budget, "{} accepted on reconnect, budget {budget}", again.len());
+    assert_eq!(err.map(|e| e.code()), Some(Code::ResourceExhausted));
+    let accepted = accepted + again.len() as u64;
+
     // Every acknowledged report is stored: its receipt is there, and no other.
     let seqs = collector.receipt_seqs(&host, INSTANCE).await;
     assert_eq!(seqs, (1..102 + accepted).collect(), "receipts");

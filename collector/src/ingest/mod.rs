@@ -43,7 +43,7 @@ use crate::tls::PeerInfo;
 use cardinality::{HostSeries, SeriesLimits};
 use commit::CommitQueue;
 use refusal::Refusal;
-use replay::ReplayBudget;
+use replay::{ReplayBudget, ReplaySlack};
 use revocation::Revocations;
 use validate::InvalidInput;
 
@@ -62,6 +62,9 @@ pub struct IngestService {
     live_reports_per_minute: u32,
     replay_gap: Duration,
     replay_slack: u32,
+    /// The replay slack each host that streamed here has left (one small entry per enrolled
+    /// host at most).
+    replay_slack_left: Arc<Mutex<HashMap<HostId, ReplaySlack>>>,
     series_limits: SeriesLimits,
     /// The stored series of each host with a stream here, shared by its streams; an entry
     /// goes when the host's last stream closes.
@@ -99,6 +102,7 @@ impl IngestService {
             live_reports_per_minute: config.live_reports_per_minute,
             replay_gap: Duration::from_secs(1) / config.replay_reports_per_second.max(1),
             replay_slack: config.replay_slack_reports,
+            replay_slack_left: Arc::default(),
             series_limits: SeriesLimits {
                 max_per_host: config.max_series_per_host,
                 max_new_per_day: config.max_new_series_per_day,
@@ -187,8 +191,23 @@ impl IngestService {
             now,
             i64::from(interval_seconds) * 1000,
             self.live_reports_per_minute,
-            self.replay_slack,
         ))
+    }
+
+    /// Takes one report of `host`'s replay slack, if it has one left (see [`replay`]).
+    fn take_replay_slack(&self, host: HostId, interval_seconds: u32) -> bool {
+        let now = self.clock.now_ms();
+        self.replay_slack_left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host)
+            .or_insert_with(|| ReplaySlack::full(self.replay_slack, now))
+            .take_one(
+                now,
+                i64::from(interval_seconds) * 1000,
+                self.live_reports_per_minute,
+                self.replay_slack,
+            )
     }
 
     fn reject(&self, err: &InvalidInput, peer: Option<SocketAddr>) -> Status {
@@ -488,7 +507,12 @@ impl IngestService {
                             .emit(self.clock.now_ms());
                             Pending::Fail(status)
                         }
-                        Ok(()) if report.replayed && !replay.take() => {
+                        Ok(())
+                            if report.replayed
+                                && !replay.take(|| {
+                                    self.take_replay_slack(session.host, session.interval_seconds)
+                                }) =>
+                        {
                             let refusal = Refusal::ReplayLimited {
                                 host: session.host,
                                 allowed: replay.allowed(),
