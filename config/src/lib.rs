@@ -5,6 +5,8 @@
 //! (from [`Validate`]) are errors; an unknown key is only a warning, because a fleet must
 //! survive an upgrade that renamed a key, unless the caller asks for strictness.
 
+pub mod sd_notify;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
