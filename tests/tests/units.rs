@@ -25,8 +25,10 @@ fn systemd_analyze(test: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/bin/systemd-analyze")])
         .chain(
             std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join("systemd-analyze")).collect())
-                .unwrap_or_else(Vec::new),
+                .map(|p| {
+                    std::env::split_paths(&p).map(|d| d.join("systemd-analyze")).collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
         )
         .find(|p| p.is_file());
     if found.is_none() {
