@@ -237,3 +237,42 @@ async fn collector_watchdog_stops_when_its_loop_is_wedged() {
     assert_eq!(watchdogs(&later), 0, "a wedged watchdog loop still pinged: {later:?}");
     assert!(collector.proc.log_text().contains("test hook wedging the watchdog loop"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unenrolled_agent_under_systemd_waits_says_how_to_enrol_and_starts_once_enrolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&dir.path().join("collector"), None, &[]);
+    let state = dir.path().join("agent");
+    let notify = NotifySocket::bind(dir.path());
+    let mut agent = Agent::start_with_env(
+        &collector.grpc_url(),
+        &state,
+        &["--wait-for-enrolment"],
+        &notify.env(),
+    );
+    let ready = notify.until(Duration::from_secs(30), is_ready, "READY=1 while waiting");
+    let status = status_of(ready.last().unwrap()).unwrap().to_owned();
+    assert!(status.starts_with("waiting for enrolment: run `vigil-agent enroll"), "{status}");
+    // Waiting quietly: still running, watchdog fed, the advice logged once.
+    let waiting = notify.during(Duration::from_secs(2));
+    assert!(watchdogs(&waiting) >= 5, "{waiting:?}");
+    assert!(agent.proc.child.try_wait().unwrap().is_none(), "{}", agent.proc.log_text());
+    assert_eq!(
+        agent.proc.log_text().matches("not enrolled").count(),
+        1,
+        "{}",
+        agent.proc.log_text()
+    );
+
+    let token = collector.enrollment_token("acme", "main", 1, "1h").await;
+    let out = Agent::enroll(&collector, &state, &token);
+    assert!(out.status.success(), "enroll: {}", String::from_utf8_lossy(&out.stderr));
+    let streaming = format!("streaming to {}, ", collector.grpc_url());
+    notify.until(
+        Duration::from_secs(40),
+        |m| status_of(m).is_some_and(|s| s.starts_with(&streaming)),
+        "streaming after enrolment, without a restart",
+    );
+    assert!(agent.last_seq() >= 1);
+    agent.proc.terminate();
+}
