@@ -15,6 +15,7 @@ use vigil_agent::root::HostRoot;
 use vigil_agent::run::{self, Collector};
 use vigil_config::Strictness;
 use vigil_config::cli::{load_or_default, validate_flags};
+use vigil_config::sd_notify::Notifier;
 
 const DEFAULT_CONFIG: &str = "/etc/vigil/agent.toml";
 
@@ -58,6 +59,11 @@ struct Cli {
     /// Collect one report, print it as JSON (proto3 JSON mapping) and exit; sends nothing.
     #[arg(long)]
     once: bool,
+    /// When this host is not enrolled yet, wait (checking every 10 s) instead of exiting with
+    /// status 2: the service unit uses it, so an installed but unenrolled agent waits quietly,
+    /// says once how to enrol, and starts reporting once `vigil-agent enroll` has run.
+    #[arg(long)]
+    wait_for_enrolment: bool,
     /// Log filter, e.g. `info` or `vigil_agent=debug` (also RUST_LOG).
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     log: String,
@@ -98,6 +104,42 @@ enum Command {
 
 const NOT_ENROLLED: &str = "error: not enrolled: run `vigil-agent enroll --token TOKEN --ca-sha256 \
                             HASH` (an operator prints both with `vigilctl tokens create`)";
+
+/// What `enroll` prints after success: what happens next.
+const ENROLLED_NEXT: &str = "next: the vigil-agent service (started on install) notices the \
+                             identity within 10 s and starts reporting; check with `systemctl \
+                             status vigil-agent`. Without the service, start it with \
+                             `systemctl enable --now vigil-agent` or run `vigil-agent`.";
+
+/// How often an unenrolled agent under `--wait-for-enrolment` looks for its identity again.
+const ENROLMENT_RECHECK: Duration = Duration::from_secs(10);
+
+/// `--wait-for-enrolment` on a host without an identity: says once how to enrol (log and
+/// `STATUS=`), tells the service manager it is up (it is doing what it should: waiting), keeps
+/// its watchdog fed, and returns true once the identity exists, false on SIGTERM/SIGINT.
+async fn wait_until_enrolled(paths: &TlsPaths, notifier: &Notifier) -> bool {
+    let how = NOT_ENROLLED.trim_start_matches("error: ");
+    tracing::warn!("{how}; waiting, checking again every {}s", ENROLMENT_RECHECK.as_secs());
+    notifier.ready(&format!("waiting for enrolment: {}", how.trim_start_matches("not enrolled: ")));
+    let mut recheck = tokio::time::interval(ENROLMENT_RECHECK);
+    let mut watchdog =
+        tokio::time::interval(notifier.watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = recheck.tick() => match paths.load_meta() {
+                Ok(_) => {
+                    tracing::info!("enrolled: starting");
+                    return true;
+                }
+                Err(IdentityError::NotEnrolled(_)) => {}
+                Err(err) => tracing::warn!("identity not usable yet: {err}"),
+            },
+            _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => notifier.watchdog(),
+            () = &mut shutdown => return false,
+        }
+    }
+}
 
 /// The enrolment token from --token-file, --token or VIGIL_ENROLL_TOKEN, in that order.
 fn enroll_token(token: Option<&str>, token_file: Option<&PathBuf>) -> Result<String, String> {
@@ -198,9 +240,13 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
+    let mut wait_for_enrolment = false;
     if enrolling.is_none() && !cli.once {
         match TlsPaths::new(&config.state_dir).load_meta() {
             Ok(_) => {}
+            Err(IdentityError::NotEnrolled(_)) if cli.wait_for_enrolment => {
+                wait_for_enrolment = true;
+            }
             Err(IdentityError::NotEnrolled(_)) => {
                 eprintln!("{NOT_ENROLLED}");
                 return ExitCode::from(2);
@@ -233,6 +279,7 @@ fn main() -> ExitCode {
                     meta.host_id,
                     rfc3339(meta.not_after_unix_ms)
                 );
+                println!("{ENROLLED_NEXT}");
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -244,7 +291,15 @@ fn main() -> ExitCode {
     if cli.once {
         return runtime.block_on(print_once(&config));
     }
-    match runtime.block_on(run::run(config, shutdown_signal())) {
+    let notifier = Notifier::from_env();
+    if wait_for_enrolment {
+        let paths = TlsPaths::new(&config.state_dir);
+        if !runtime.block_on(wait_until_enrolled(&paths, &notifier)) {
+            notifier.stopping("stopping: not enrolled");
+            return ExitCode::SUCCESS;
+        }
+    }
+    match runtime.block_on(run::run(config, &notifier, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::OwnedPermit;
 use tokio::time::{Instant, MissedTickBehavior};
+use vigil_config::sd_notify::Notifier;
 use vigil_proto::v1::{
     Ack, AgentMessage, CollectorMessage, Goodbye, Hello, HostFacts, Report, Welcome, agent_message,
     collector_message,
@@ -172,6 +173,15 @@ impl Runner {
                 max_bytes = self.config.spool.max_bytes,
                 "spool full: oldest unacknowledged reports dropped"
             );
+        }
+    }
+
+    /// What `systemctl status` shows: where reports go and how many wait in the spool.
+    fn status_line(&self) -> String {
+        let spooled = self.spool.len();
+        match &self.link {
+            Some(_) => format!("streaming to {}, {spooled} spooled", self.url()),
+            None => format!("waiting for collector {}, {spooled} spooled", self.url()),
         }
     }
 
@@ -402,7 +412,14 @@ impl Runner {
     }
 }
 
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the agent until `shutdown` completes. `notifier` tells the service manager: `READY=1`
+/// once the first report is in the spool, `STATUS=` when the link or the spool count changes,
+/// `WATCHDOG=1` from this loop (so a hung loop is seen), `STOPPING=1` before the goodbye.
+pub async fn run(
+    config: AgentConfig,
+    notifier: &Notifier,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let root = HostRoot::new(config.root.clone());
     let paths = TlsPaths::new(&config.state_dir);
     let meta = paths.load_meta()?;
@@ -479,6 +496,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     };
     let mut connecting: Option<Connecting> = Some(agent.connect());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut watchdog = notifier.watchdog_interval().map(|every| {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker
+    });
+    let mut ready = false;
 
     loop {
         let unsent = agent.unsent();
@@ -487,7 +510,16 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let link_up = agent.link.is_some();
         let retry_at = agent.retry_at.filter(|_| connecting.is_none() && !link_up);
         tokio::select! {
-            _ = ticker.tick() => agent.collect_report().await,
+            _ = ticker.tick() => {
+                agent.collect_report().await;
+                if !ready {
+                    ready = true;
+                    notifier.ready(&agent.status_line());
+                }
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notifier.watchdog();
+            }
             result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
                 connecting = None;
                 agent.connected(result);
@@ -516,7 +548,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             }
             () = &mut shutdown => break,
         }
+        if ready {
+            notifier.status(&agent.status_line());
+        }
     }
+    notifier.stopping(&format!(
+        "stopping: saying goodbye to {}, {} spooled",
+        agent.url(),
+        agent.spool.len()
+    ));
     agent.goodbye().await;
     Ok(())
 }

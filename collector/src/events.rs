@@ -291,7 +291,17 @@ impl StreamOpened<'_> {
             "agent connected"
         );
         metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
+        STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Agent report streams open in this process, as the `STREAMS_OPEN` gauge counts them; read
+/// by the service status line ([`streams_open`]).
+static STREAMS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How many agent report streams are open now.
+pub fn streams_open() -> i64 {
+    STREAMS.load(std::sync::atomic::Ordering::Relaxed).max(0)
 }
 
 #[derive(Debug)]
@@ -305,6 +315,7 @@ impl StreamClosed<'_> {
     pub fn emit(&self) {
         tracing::info!(host = %self.host, instance = %for_log(self.instance), reason = %for_log_text(self.reason), "agent disconnected");
         metrics::gauge!(m::STREAMS_OPEN).decrement(1.0);
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

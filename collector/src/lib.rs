@@ -34,6 +34,7 @@ pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod sla;
 pub mod status;
 pub mod store;

@@ -10,6 +10,7 @@ use vigil_collector::config::{CollectorConfig, example_toml};
 use vigil_collector::{clock, metrics, server};
 use vigil_config::Strictness;
 use vigil_config::cli::{load_or_default, validate_flags};
+use vigil_config::sd_notify::Notifier;
 
 const DEFAULT_CONFIG: &str = "/etc/vigil/collector.toml";
 
@@ -132,6 +133,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    let notifier = Arc::new(Notifier::from_env());
+    let stopping = notifier.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.stopping(&format!("stopping, {}", vigil_collector::service::status_line()));
+    };
     let result = runtime.block_on(async {
         let handle = metrics::install()?;
         server::run(
@@ -147,8 +154,17 @@ fn main() -> ExitCode {
                     "vigil-collector ready grpc={} http={} ca_sha256={}",
                     bound.grpc, bound.http, bound.ca_sha256
                 );
+                // The store is open and both listeners are bound: systemd may order
+                // dependants after us now.
+                notifier.ready(&format!(
+                    "serving agents on {}, API on {}; {}",
+                    bound.grpc,
+                    bound.http,
+                    vigil_collector::service::status_line()
+                ));
+                vigil_collector::service::spawn(notifier.clone(), bound.store.clone());
             },
-            shutdown_signal(),
+            shutdown,
         )
         .await
     });

@@ -29,6 +29,8 @@ pub struct Bound {
     pub http: SocketAddr,
     /// SHA-256 of the CA certificate: what agents pin at enrolment.
     pub ca_sha256: String,
+    /// The open store, for the caller's liveness checks (the service watchdog).
+    pub store: Arc<dyn Store>,
 }
 
 /// Where the first-run admin token is written.
@@ -185,7 +187,12 @@ pub async fn run(
         None
     };
     let ca = Arc::new(ca);
-    let bound = Bound { grpc: grpc_addr, http: http_addr, ca_sha256: ca.fingerprint().to_owned() };
+    let bound = Bound {
+        grpc: grpc_addr,
+        http: http_addr,
+        ca_sha256: ca.fingerprint().to_owned(),
+        store: store.clone(),
+    };
     bootstrap_admin(store.as_ref(), &config, now).await?;
 
     let maintenance = Maintenance::default();

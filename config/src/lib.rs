@@ -4,6 +4,11 @@
 //! the key at fault, and never half-applied. Syntax errors, wrong types and invalid values
 //! (from [`Validate`]) are errors; an unknown key is only a warning, because a fleet must
 //! survive an upgrade that renamed a key, unless the caller asks for strictness.
+//!
+//! [`sd_notify`] sits here too: the service-manager protocol both daemons speak, in std only,
+//! in the one crate both already depend on.
+
+pub mod sd_notify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -105,13 +105,18 @@ impl Collector {
         config: &str,
         extra: &[&str],
     ) -> Self {
-        Self::spawn(data_dir, ports, config, extra, None)
+        Self::spawn(data_dir, ports, config, extra, None, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables for the collector process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, None, "", extra, None, env)
     }
 
     /// [`Self::start_with_config`] under a file-descriptor limit of `nofile`, soft and hard
     /// (set by `prlimit`, which then runs the collector in its place).
     pub fn start_with_nofile(data_dir: &Path, config: &str, nofile: u64) -> Self {
-        Self::spawn(data_dir, None, config, &[], Some(nofile))
+        Self::spawn(data_dir, None, config, &[], Some(nofile), &[])
     }
 
     fn spawn(
@@ -120,6 +125,7 @@ impl Collector {
         config: &str,
         extra: &[&str],
         nofile: Option<u64>,
+        env: &[(&str, &str)],
     ) -> Self {
         // reqwest's TLS support looks for the process-wide rustls provider.
         vigil_tls::install_crypto_provider();
@@ -152,6 +158,7 @@ impl Collector {
             .arg(http.to_string())
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
