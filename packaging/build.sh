@@ -8,6 +8,7 @@
 #   AGENT_PROFILE      cargo profile of the agent binary (default: release)
 #   VIGIL_PKG_VERSION  package version instead of the workspace version in Cargo.toml
 #   VIGIL_PKG_FORMATS  which formats to build (default: "deb rpm")
+#   VIGIL_PKG_FAST     1: faster, weaker .deb compression (tests)
 #   CARGO_TARGET_DIR   honoured as by cargo
 #
 # Needs cargo-deb and cargo-generate-rpm:
@@ -61,6 +62,22 @@ grep -qx 'data_dir = "/var/lib/vigil-collector"' packaging/generated/collector.t
     exit 1
 }
 
+# Debian wants a changelog in every binary package; one entry for the version being built,
+# dated by the last commit so that two builds of one commit are the same.
+changed=$(git log -1 --format=%aD 2>/dev/null || date -R)
+cat > packaging/generated/changelog <<CHANGELOG
+vigil ($version) stable; urgency=medium
+
+  * Vigil $version.
+
+ -- Vigil maintainers <maintainers@vigil.example>  $changed
+CHANGELOG
+
+fast=()
+if [ "${VIGIL_PKG_FAST:-}" = 1 ]; then
+    fast=(--fast)
+fi
+
 cargo build --locked --profile "$agent_profile" -p vigil-agent --bin vigil-agent
 cargo build --locked --release -p vigil-collector --bin vigil-collector --bin vigilctl
 
@@ -68,9 +85,9 @@ for format in $formats; do
     case $format in
         deb)
             cargo deb --no-build --locked -p vigil-agent --profile "$agent_profile" \
-                --deb-version "$version" -o "$out" >/dev/null
+                --deb-version "$version" "${fast[@]}" -o "$out" >/dev/null
             cargo deb --no-build --locked -p vigil-collector \
-                --deb-version "$version" -o "$out" >/dev/null
+                --deb-version "$version" "${fast[@]}" -o "$out" >/dev/null
             ;;
         rpm)
             cargo generate-rpm -p agent --target-dir "$target_dir" --profile "$agent_profile" \
