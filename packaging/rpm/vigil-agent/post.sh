@@ -1,6 +1,6 @@
-# vigil-agent %post ($1 = 1 install, >= 2 upgrade): create the state directory, enable the unit, then
-# let the NEW binary check the config before any restart; the old process keeps running from
-# memory until then and is left alone if the check fails.
+# vigil-agent %post ($1 = 1 install, >= 2 upgrade): create the state directory, enable the unit,
+# then let the NEW binary check the config before any restart; the old process keeps running
+# from memory until then and is left alone if the check fails.
 if [ ! -d /var/lib/vigil-agent ]; then
     install -d -m 0700 -o vigil-agent -g vigil-agent /var/lib/vigil-agent
 fi

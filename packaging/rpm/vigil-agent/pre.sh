@@ -1,5 +1,5 @@
-# vigil-agent %pre: create the vigil-agent system user (no login, home /var/lib/vigil-agent) before the files that
-# belong to its group are unpacked.
+# vigil-agent %pre: create the vigil-agent system user (no login, home /var/lib/vigil-agent)
+# before the files that belong to its group are unpacked.
 if ! getent group vigil-agent >/dev/null; then
     groupadd --system vigil-agent
 fi

@@ -1,6 +1,6 @@
-# vigil-collector %post ($1 = 1 install, >= 2 upgrade): create the state directory, enable the unit, then
-# let the NEW binary check the config before any restart; the old process keeps running from
-# memory until then and is left alone if the check fails.
+# vigil-collector %post ($1 = 1 install, >= 2 upgrade): create the state directory, enable the
+# unit, then let the NEW binary check the config before any restart; the old process keeps
+# running from memory until then and is left alone if the check fails.
 if [ ! -d /var/lib/vigil-collector ]; then
     install -d -m 0700 -o vigil -g vigil /var/lib/vigil-collector
 fi

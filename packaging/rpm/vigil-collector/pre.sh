@@ -1,5 +1,5 @@
-# vigil-collector %pre: create the vigil system user (no login, home /var/lib/vigil-collector) before the files that
-# belong to its group are unpacked.
+# vigil-collector %pre: create the vigil system user (no login, home /var/lib/vigil-collector)
+# before the files that belong to its group are unpacked.
 if ! getent group vigil >/dev/null; then
     groupadd --system vigil
 fi
