@@ -316,7 +316,7 @@ fn rpm_is_as_the_deb(rpm: &Path, files: &[&str], binary: &str) {
     );
     let preun = section("preuninstall");
     let erase_only = preun.find("\"$1\" -eq 0").expect("preuninstall tells erase from upgrade");
-    let stop = preun.find("stop ").expect("preuninstall stops the service on erase");
+    let stop = preun.find("systemctl stop ").expect("preuninstall stops the service on erase");
     assert!(erase_only < stop, "preuninstall stops on upgrade too:\n{preun}");
     assert!(section("preinstall").contains("useradd --system"), "preinstall creates no user");
 }
