@@ -154,13 +154,18 @@ fn load(cli: &Cli, strictness: Strictness) -> Result<AgentConfig, ExitCode> {
     validate_flags(config)
 }
 
+/// The `--log` / `RUST_LOG` filter: a default level and `target=level` pairs; `info` when the
+/// text names an unknown level.
+fn log_filter(spec: &str) -> Targets {
+    spec.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(Level::INFO))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `Targets` takes the same `level` / `target=level` lists as the collector's env filter,
     // without the regex engine behind span and field directives, which costs the agent a
     // third of a megabyte of binary for a feature its operators do not use.
-    let filter =
-        cli.log.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(Level::INFO));
+    let filter = log_filter(&cli.log);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -297,5 +302,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
         _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::*;
+
+    #[test]
+    fn default_level_and_target_pairs() {
+        let filter = log_filter("warn,vigil_agent=debug");
+        assert!(filter.would_enable("vigil_agent::run", &Level::DEBUG));
+        assert!(!filter.would_enable("vigil_agent::run", &Level::TRACE));
+        assert!(filter.would_enable("h2::codec", &Level::WARN));
+        assert!(!filter.would_enable("h2::codec", &Level::INFO));
+    }
+
+    #[test]
+    fn unknown_level_falls_back_to_info() {
+        let filter = log_filter("debug,vigil_agent=loud");
+        assert!(filter.would_enable("vigil_agent::run", &Level::INFO));
+        assert!(!filter.would_enable("vigil_agent::run", &Level::DEBUG));
     }
 }
