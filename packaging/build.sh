@@ -5,7 +5,7 @@
 #   packaging/build.sh [OUT_DIR]          default OUT_DIR: target/packages
 #
 # Environment:
-#   AGENT_PROFILE      cargo profile of the agent binary (default: release)
+#   AGENT_PROFILE      cargo profile of the agent binary (default: release-agent, built for size)
 #   VIGIL_PKG_VERSION  package version instead of the workspace version in Cargo.toml
 #   VIGIL_PKG_FORMATS  which formats to build (default: "deb rpm")
 #   VIGIL_PKG_FAST     1: faster, weaker .deb compression (tests)
@@ -17,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 out=${1:-target/packages}
-agent_profile=${AGENT_PROFILE:-release}
+agent_profile=${AGENT_PROFILE:-release-agent}
 formats=${VIGIL_PKG_FORMATS:-deb rpm}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 
