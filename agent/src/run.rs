@@ -548,7 +548,8 @@ pub async fn run(
             }
             () = &mut shutdown => break,
         }
-        if ready {
+        // Formatted only under a service manager: this runs on every turn of the loop.
+        if ready && notifier.is_enabled() {
             notifier.status(&agent.status_line());
         }
     }

@@ -99,7 +99,7 @@ impl Notifier {
 
     /// `STATUS=...`, only when it differs from the last status sent.
     pub fn status(&self, status: &str) {
-        if self.remember(status) {
+        if self.is_enabled() && self.remember(status) {
             self.send(&format!("STATUS={}", one_line(status)));
         }
     }
