@@ -110,10 +110,10 @@ const NOT_ENROLLED: &str = "error: not enrolled: run `vigil-agent enroll --token
                             HASH` (an operator prints both with `vigilctl tokens create`)";
 
 /// What `enroll` prints after success: what happens next.
-const ENROLLED_NEXT: &str = "next: the vigil-agent service (started on install) notices the \
-                             identity within 10 s and starts reporting; check with `systemctl \
-                             status vigil-agent`. Without the service, start it with \
-                             `systemctl enable --now vigil-agent` or run `vigil-agent`.";
+const ENROLLED_NEXT: &str = "next: a running vigil-agent service notices the identity within \
+                             10 s and starts reporting; check with `systemctl status \
+                             vigil-agent`. If it is not running, start it with `systemctl \
+                             enable --now vigil-agent` or run `vigil-agent`.";
 
 /// How often an unenrolled agent under `--wait-for-enrolment` looks for its identity again.
 const ENROLMENT_RECHECK: Duration = Duration::from_secs(10);
@@ -306,12 +306,19 @@ fn main() -> ExitCode {
         return runtime.block_on(print_once(&config));
     }
     let notifier = Notifier::from_env();
+    let mut config = config;
     if wait_for_enrolment {
         let paths = TlsPaths::new(&config.state_dir);
         if !runtime.block_on(wait_until_enrolled(&paths, &notifier)) {
             notifier.stopping("stopping: not enrolled");
             return ExitCode::SUCCESS;
         }
+        // Enrolling goes with setting `collector =`: read the config again, so what was
+        // edited while the agent waited applies without a restart.
+        config = match load(&cli, Strictness::WarnUnknown) {
+            Ok(config) => config,
+            Err(code) => return code,
+        };
     }
     match runtime.block_on(run::run(config, &notifier, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

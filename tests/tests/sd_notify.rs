@@ -264,6 +264,10 @@ async fn unenrolled_agent_under_systemd_waits_says_how_to_enrol_and_starts_once_
         agent.proc.log_text()
     );
 
+    // What an operator edits while the agent waits (its collector, say) applies once it is
+    // enrolled: the config is read again. A key this release does not know shows it, as the
+    // warning it is read with.
+    std::fs::write(state.with_extension("agent.toml"), "edited_while_waiting = 1\n").unwrap();
     let token = collector.enrollment_token("acme", "main", 1, "1h").await;
     let out = Agent::enroll(&collector, &state, &token);
     assert!(out.status.success(), "enroll: {}", String::from_utf8_lossy(&out.stderr));
@@ -274,5 +278,7 @@ async fn unenrolled_agent_under_systemd_waits_says_how_to_enrol_and_starts_once_
         "streaming after enrolment, without a restart",
     );
     assert!(agent.last_seq() >= 1);
+    let log = agent.proc.log_text();
+    assert!(log.contains("edited_while_waiting"), "the config was not read again: {log}");
     agent.proc.terminate();
 }
