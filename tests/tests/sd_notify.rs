@@ -267,9 +267,21 @@ async fn unenrolled_agent_under_systemd_waits_says_how_to_enrol_and_starts_once_
     // What an operator edits while the agent waits (its collector, say) applies once it is
     // enrolled: the config is read again. A key this release does not know shows it, as the
     // warning it is read with.
-    std::fs::write(state.with_extension("agent.toml"), "edited_while_waiting = 1\n").unwrap();
+    // (`Agent::enroll` would write the config afresh, so enrol by hand here.)
+    let config = state.with_extension("agent.toml");
+    std::fs::write(&config, "edited_while_waiting = 1\n").unwrap();
     let token = collector.enrollment_token("acme", "main", 1, "1h").await;
-    let out = Agent::enroll(&collector, &state, &token);
+    let out = std::process::Command::new(vigil_e2e::bin("vigil-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--collector", &collector.grpc_url()])
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["enroll", "--token", &token, "--ca-sha256", &collector.ca_sha256])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "enroll: {}", String::from_utf8_lossy(&out.stderr));
     let streaming = format!("streaming to {}, ", collector.grpc_url());
     notify.until(
