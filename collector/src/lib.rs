@@ -9,6 +9,7 @@
 
 pub mod admin_token;
 pub mod api;
+pub mod backup;
 pub mod certless;
 pub mod classify;
 pub mod clock;

@@ -1,7 +1,7 @@
 //! `vigil-collector`: parse arguments, load and validate the config, then run the server.
 //! Exit codes: 0 clean stop, 1 runtime failure (store, port), 2 bad config or arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -62,6 +62,30 @@ enum Command {
         #[arg(long, default_value = "recovery-admin")]
         name: String,
     },
+    /// Take a consistent backup of the store while the collector runs and ingests: one file
+    /// holding the store, the CA (certificate and key) and the bootstrap admin token, written
+    /// owner-only (it holds the CA key). Run it on the collector's machine as the service
+    /// user, with the collector's data directory (`--data-dir` or the config's `data_dir`).
+    Backup {
+        /// Where to write the backup. An existing file is kept unless --force is given.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup into a data directory (`--data-dir` or the config's `data_dir`), then
+    /// start the collector on it. Refused while a collector runs on that directory, and when
+    /// it already holds a store unless --force is given. The restored collector is a new
+    /// replica (a new replica.id); its agents keep reporting with their certificates.
+    Restore {
+        /// The backup file, made by `vigil-collector backup`.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace the store the data directory holds.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn load(cli: &Cli, strictness: Strictness) -> Result<CollectorConfig, ExitCode> {
@@ -110,7 +134,8 @@ fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
-        Some(Command::AdminToken { .. }) | None => {}
+        Some(Command::AdminToken { .. } | Command::Backup { .. } | Command::Restore { .. })
+        | None => {}
     }
     let config = match load(&cli, Strictness::WarnUnknown) {
         Ok(config) => config,
@@ -132,6 +157,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::Backup { to, force }) = &cli.command {
+        return runtime.block_on(backup(&config, to, *force));
+    }
+    if let Some(Command::Restore { from, force }) = &cli.command {
+        return runtime.block_on(restore(&config, from, *force));
     }
     let notifier = Arc::new(Notifier::from_env());
     let stopping = notifier.clone();
@@ -213,6 +244,75 @@ async fn admin_token(config: &CollectorConfig, name: &str) -> anyhow::Result<()>
     );
     println!("{token}");
     Ok(())
+}
+
+/// `backup`: exit 0 with a summary, 1 when the backup could not be written, 2 when the
+/// arguments are wrong (no store there, the target exists).
+async fn backup(config: &CollectorConfig, to: &Path, force: bool) -> ExitCode {
+    use vigil_collector::backup::BackupError;
+    let dir = &config.data_dir;
+    eprintln!("backing up the store in {} to {} ...", dir.display(), to.display());
+    match vigil_collector::backup::backup(dir, to, force).await {
+        Ok(done) => {
+            eprintln!(
+                "backup written: {} ({} bytes, store schema {}, {} hosts, {} stored reports; \
+                 carries {}); it holds the CA key: keep it owner-only",
+                to.display(),
+                done.bytes,
+                done.schema_version,
+                done.hosts,
+                done.reports,
+                if done.files.is_empty() {
+                    "no data-directory files".to_owned()
+                } else {
+                    done.files.join(", ")
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ (BackupError::NoStore(_) | BackupError::TargetExists(_))) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("error: backup failed, nothing written to {}: {err}", to.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `restore`: exit 0 with a summary, 1 when it failed while writing, 2 when it was refused
+/// (not a backup, too new, a collector running, a store there without --force).
+async fn restore(config: &CollectorConfig, from: &Path, force: bool) -> ExitCode {
+    use vigil_collector::backup::BackupError;
+    let dir = &config.data_dir;
+    eprintln!("restoring {} into {} ...", from.display(), dir.display());
+    match vigil_collector::backup::restore(from, dir, force).await {
+        Ok(done) => {
+            eprintln!(
+                "restored: store schema {} ({} hosts, {} stored reports){}; start the \
+                 collector with --data-dir {} (it migrates an older schema at start)",
+                done.schema_version,
+                done.hosts,
+                done.reports,
+                if done.files.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and {}", done.files.join(", "))
+                },
+                dir.display(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ (BackupError::Io { .. } | BackupError::Sql { .. })) => {
+            eprintln!("error: restore failed: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn parse_clock_start(text: &str) -> Result<i64, String> {

@@ -130,6 +130,9 @@ pub async fn run(
     crate::data_dir::prepare(&config.data_dir).with_context(|| {
         format!("preparing the data directory {} (owner-only, mode 700)", config.data_dir.display())
     })?;
+    // Held for the whole run: `vigil-collector restore` refuses a directory a collector uses.
+    let _running = crate::backup::hold_running_lock(&config.data_dir)
+        .with_context(|| format!("locking the data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)
             .await
