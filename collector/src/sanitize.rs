@@ -6,7 +6,8 @@
 //!   reaches the operator's terminal, and a cell is bounded.
 //! - [`for_log`]: a value in a log field. No line of the collector's log can be forged or
 //!   made long by what a peer sends.
-//! - [`for_label`]: a Prometheus label value in the text format.
+//! - [`for_label`] (or [`push_label`], into a buffer): a Prometheus label value in the text
+//!   format.
 //!
 //! Every character that a terminal or log reader would interpret rather than show (C0 and C1
 //! controls, DEL, and the format characters that reorder or hide text) is replaced by a
@@ -146,19 +147,28 @@ fn log_within(text: &str, max_chars: usize) -> String {
 /// character shown as its visible escape (the value then holds the text `\r`, `\u{1b}`, …);
 /// at most [`LABEL_MAX_CHARS`] characters of the value, then `…`.
 pub fn for_label(text: &str) -> String {
+    let mut out = String::new();
+    push_label(&mut out, text);
+    out
+}
+
+/// [`for_label`] appended to `out`, without a string of its own: the exporter writes every
+/// label value of a report into one buffer.
+pub fn push_label(out: &mut String, text: &str) {
     // Nearly every value (host ids, mount points, device names) is short printable ASCII with
     // nothing to escape: one pass over its bytes, and the value as it is. (Values are escaped
     // for every report a host sends, so this is on the ingest path.)
     if text.len() <= LABEL_MAX_CHARS
         && text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"')
     {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
-    escape_label(text)
+    escape_label(out, text);
 }
 
-/// [`for_label`] for any text: the bound, the visible escapes, then the format's escapes.
-fn escape_label(text: &str) -> String {
+/// [`push_label`] for any text: the bound, the visible escapes, then the format's escapes.
+fn escape_label(out: &mut String, text: &str) {
     // The value as shown, without escaping backslashes: the label keeps the host's text.
     let mut value = String::new();
     let mut chars = 0;
@@ -180,7 +190,7 @@ fn escape_label(text: &str) -> String {
     if cut {
         value.push(ELLIPSIS);
     }
-    let mut out = String::with_capacity(value.len() + 8);
+    out.reserve(value.len() + 8);
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -189,7 +199,6 @@ fn escape_label(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -304,10 +313,23 @@ mod tests {
         samples.push(format!("{}\\", "a".repeat(LABEL_MAX_CHARS - 1)));
         samples.push("caf\u{e9}".into());
         for text in samples {
-            assert_eq!(for_label(&text), escape_label(&text), "{text:?}");
+            let mut slow = String::new();
+            escape_label(&mut slow, &text);
+            assert_eq!(for_label(&text), slow, "{text:?}");
         }
         assert_eq!(for_label("/srv/data"), "/srv/data");
         assert_eq!(for_label("a\"b"), "a\\\"b");
+    }
+
+    #[test]
+    fn push_label_appends_what_for_label_returns() {
+        let mut out = String::from("x=");
+        for text in ["/var", "", "a\"b\n", "\u{1b}"] {
+            let before = out.len();
+            push_label(&mut out, text);
+            assert_eq!(out[before..], for_label(text), "{text:?}");
+        }
+        assert!(out.starts_with("x=/var"), "{out:?}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! operator watches, not every counter a probe reads. Every family is listed once in
 //! [`FAMILIES`], with its type and help text, in the order `/metrics` renders them.
 
+use std::borrow::Cow;
+
 use vigil_proto::v1::Report;
 use vigil_proto::v1::probe_result::{Data, Status};
 
@@ -128,7 +130,8 @@ pub const FAMILIES: [Family; 31] = [
 ];
 
 /// One sample: family index, the resource label's value (empty for host-wide families), value.
-pub type Sample = (usize, String, f64);
+/// The label borrows the report's string; only a repeated name (numbered) is a copy.
+pub type Sample<'a> = (usize, Cow<'a, str>, f64);
 
 fn ratio(used: f64, total: f64) -> Option<f64> {
     (total > 0.0).then(|| (used / total).clamp(0.0, 1.0))
@@ -136,11 +139,11 @@ fn ratio(used: f64, total: f64) -> Option<f64> {
 
 /// The curated samples of `report`, in family order. Resources are the agent's strings as
 /// they are; escaping is the renderer's business.
-pub fn curate(report: &Report) -> Vec<Sample> {
-    let mut out: Vec<Sample> = Vec::with_capacity(64);
-    let mut push = |family: usize, label: &str, value: f64| {
+pub fn curate<'a>(report: &'a Report) -> Vec<Sample<'a>> {
+    let mut out: Vec<Sample<'a>> = Vec::with_capacity(64);
+    let mut push = |family: usize, label: &'a str, value: f64| {
         if value.is_finite() {
-            out.push((family, label.to_owned(), value));
+            out.push((family, Cow::Borrowed(label), value));
         }
     };
     for probe in &report.probes {
@@ -247,18 +250,46 @@ pub fn curate(report: &Report) -> Vec<Sample> {
         push(SPOOL_BYTES, "", spool.spooled_bytes as f64);
     }
     out.sort_by_key(|s| s.0);
-    // Two resources of one family with one name (two chips both calling a sensor "Core 0")
-    // would be one series twice; later ones get a number.
-    let mut seen: std::collections::HashMap<(usize, String), u32> =
-        std::collections::HashMap::new();
-    for (family, label, _) in &mut out {
-        let n = seen.entry((*family, label.clone())).or_insert(0);
-        *n += 1;
-        if *n > 1 {
-            label.push_str(&format!(" #{n}"));
-        }
-    }
+    number_repeats(&mut out);
     out
+}
+
+/// Two resources of one family with one name (two chips both calling a sensor "Core 0")
+/// would be one series twice: the second and later ones, in report order, get ` #2`, ` #3`, ….
+/// `samples` is sorted by family. The repeats are found by sorting each family's indices by
+/// name, so no name is copied unless it repeats, and no choice of names makes it slower than
+/// n log n comparisons (the names are the agent's).
+fn number_repeats(samples: &mut [Sample<'_>]) {
+    let mut order: Vec<usize> = Vec::new();
+    let mut repeats: Vec<(usize, u32)> = Vec::new();
+    let mut start = 0;
+    while start < samples.len() {
+        let family = samples[start].0;
+        let end = samples[start..]
+            .iter()
+            .position(|s| s.0 != family)
+            .map_or(samples.len(), |n| start + n);
+        if end - start > 1 {
+            order.clear();
+            order.extend(start..end);
+            // Equal names stay in report order: the first keeps its name.
+            order.sort_unstable_by(|&a, &b| samples[a].1.cmp(&samples[b].1).then(a.cmp(&b)));
+            let mut n = 1;
+            for pair in order.windows(2) {
+                if samples[pair[0]].1 == samples[pair[1]].1 {
+                    n += 1;
+                    repeats.push((pair[1], n));
+                } else {
+                    n = 1;
+                }
+            }
+        }
+        start = end;
+    }
+    for (at, n) in repeats {
+        let label = samples[at].1.to_mut();
+        label.push_str(&format!(" #{n}"));
+    }
 }
 
 #[cfg(test)]
@@ -271,8 +302,34 @@ mod tests {
     }
 
     #[test]
+    fn repeated_names_of_one_family_are_numbered_in_report_order() {
+        let mut samples: Vec<Sample<'_>> =
+            [(TEMP, "a"), (TEMP, "b"), (TEMP, "a"), (FAN, "a"), (TEMP, "a"), (TEMP, "b")]
+                .into_iter()
+                .enumerate()
+                .map(|(i, (family, name))| (family, Cow::Borrowed(name), i as f64))
+                .collect();
+        samples.sort_by_key(|s| s.0);
+        number_repeats(&mut samples);
+        let got: Vec<_> = samples.iter().map(|s| (s.0, s.1.as_ref(), s.2)).collect();
+        assert_eq!(
+            got,
+            [
+                (TEMP, "a", 0.0),
+                (TEMP, "b", 1.0),
+                (TEMP, "a #2", 2.0),
+                (TEMP, "a #3", 4.0),
+                (TEMP, "b #2", 5.0),
+                (FAN, "a", 3.0),
+            ]
+        );
+        assert!(matches!(samples[0].1, Cow::Borrowed(_)), "a name seen once is not copied");
+    }
+
+    #[test]
     fn the_node_exporter_host_is_a_few_dozen_series_of_the_signals_that_matter() {
-        let samples = curate(&node_exporter());
+        let report = node_exporter();
+        let samples = curate(&report);
         let count = |family: usize| samples.iter().filter(|s| s.0 == family).count();
         assert!(count(TEMP) > 5, "{samples:?}");
         assert_eq!(count(RAID_DEGRADED), count(RAID_FAILED));
@@ -284,7 +341,7 @@ mod tests {
         assert!(samples.iter().any(|s| s.0 == TEMP && s.1 == "coretemp/Core 0 #2"));
         assert!(count(NET_CARRIER) > 0);
         let ecc: Vec<_> = samples.iter().filter(|s| s.0 == ECC_UNCORRECTED).collect();
-        assert_eq!((ecc[0].1.as_str(), ecc[0].2), ("mc0", 5.0));
+        assert_eq!((ecc[0].1.as_ref(), ecc[0].2), ("mc0", 5.0));
         let memory = samples.iter().find(|s| s.0 == MEMORY_USED).unwrap().2;
         assert!((memory - (1.0 - 1_206_681_600.0 / 3_831_959_552.0)).abs() < 1e-9);
         // Sorted by family, so the renderer can slice.

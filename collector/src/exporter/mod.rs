@@ -83,11 +83,13 @@ impl HostMetrics {
         for f in 1..offsets.len() {
             offsets[f] += offsets[f - 1];
         }
-        let mut labels = String::new();
+        // Escaped in place (see `sanitize::push_label`); sized for the common case of nothing
+        // to escape, so the buffer is allocated once.
+        let mut labels = String::with_capacity(samples.iter().map(|s| s.1.len()).sum());
         let mut compact = Vec::with_capacity(samples.len());
         for (family, label, value) in samples {
             let start = labels.len();
-            labels.push_str(&escape(&label));
+            crate::sanitize::push_label(&mut labels, &label);
             let len = (labels.len() - start).min(usize::from(u16::MAX));
             compact.push((family as u8, start as u32, len as u16, value));
         }

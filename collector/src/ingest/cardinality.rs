@@ -7,8 +7,18 @@
 //! `ingest.max_new_series_per_day`, and only if its name is at most
 //! `ingest.max_series_name_bytes`. The rest are counted ([`Refused`]), never stored; the report
 //! itself is stored and acknowledged as usual. Pure code on the injected clock's time.
+//!
+//! Every reading of every report is looked up by name, so the names are hashed with foldhash,
+//! keyed from the OS's random source once per process, rather than SipHash. The names are the
+//! agent's, but it cannot learn the key (no hash value or table order leaves the collector),
+//! and whatever collisions it might still find are bounded: a host's set holds at most
+//! `max_series_per_host` names of at most `max_series_name_bytes` each.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use foldhash::SharedSeed;
+use foldhash::fast::SeedableRandomState;
 
 use crate::clock::UnixMs;
 
@@ -49,10 +59,18 @@ pub struct Admitted {
     pub refused: Refused,
 }
 
+/// A hasher for series names: one key for the process, drawn from the OS's random source, and
+/// one for each table.
+fn series_hasher() -> SeedableRandomState {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(rand::random()));
+    SeedableRandomState::with_seed(rand::random(), shared)
+}
+
 /// The stored series of one host, as this replica knows them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostSeries {
-    known: HashSet<String>,
+    known: HashSet<String, SeedableRandomState>,
     /// UTC day (days since the epoch) that `added_today` counts.
     day: i64,
     added_today: usize,
@@ -62,7 +80,7 @@ impl HostSeries {
     /// From the store's rows: each series with when it was first stored.
     pub fn new(held: impl IntoIterator<Item = (String, UnixMs)>, now: UnixMs) -> Self {
         let day = now.div_euclid(DAY_MS);
-        let mut series = Self { known: HashSet::new(), day, added_today: 0 };
+        let mut series = Self { known: HashSet::with_hasher(series_hasher()), day, added_today: 0 };
         for (name, first_seen_ms) in held {
             if first_seen_ms.div_euclid(DAY_MS) == day {
                 series.added_today += 1;
@@ -93,24 +111,29 @@ impl HostSeries {
             self.day = day;
             self.added_today = 0;
         }
-        let mut out = Admitted { kept: Vec::with_capacity(readings.len()), ..Admitted::default() };
-        for (name, value) in readings {
-            if self.known.contains(&name) {
-                out.kept.push((name, value));
-            } else if name.len() > limits.max_name_bytes {
-                out.refused.name_too_long += 1;
+        let mut refused = Refused::default();
+        let mut new = Vec::new();
+        // Filtered in place: the report's readings vector is the one stored, no copy of it.
+        let mut kept = readings;
+        kept.retain(|(name, _)| {
+            if self.known.contains(name) {
+                return true;
+            }
+            if name.len() > limits.max_name_bytes {
+                refused.name_too_long += 1;
             } else if self.known.len() >= limits.max_per_host {
-                out.refused.host_full += 1;
+                refused.host_full += 1;
             } else if self.added_today >= limits.max_new_per_day {
-                out.refused.day_full += 1;
+                refused.day_full += 1;
             } else {
                 self.known.insert(name.clone());
                 self.added_today += 1;
-                out.new.push(name.clone());
-                out.kept.push((name, value));
+                new.push(name.clone());
+                return true;
             }
-        }
-        out
+            false
+        });
+        Admitted { kept, new, refused }
     }
 }
 
