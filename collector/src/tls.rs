@@ -12,6 +12,7 @@
 //! ([`crate::watchdog`]). Each accepted connection carries a [`PeerInfo`] (address,
 //! client-certificate fingerprint) that tonic hands to every request.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -84,10 +85,15 @@ impl Limits {
     }
 }
 
+/// A handshaken TLS stream, boxed: rustls's connection state is over a kilobyte, and a value
+/// held across an `.await` is part of the task's future, which keeps the size of its largest
+/// state for the task's whole life; the tasks below hold a pointer to it instead.
+type Tls = Box<TlsStream<TcpStream>>;
+
 /// One accepted, handshaken connection; holds its slot (of `max_connections`, or of
 /// `max_certless_connections`) until dropped.
 pub struct TlsConn {
-    stream: Watched<TlsStream<TcpStream>>,
+    stream: Watched<Tls>,
     info: PeerInfo,
     _slot: Slot,
 }
@@ -195,11 +201,13 @@ pub fn incoming(
             let clock = clock.clone();
             let certless_slots = certless_slots.clone();
             tokio::spawn(async move {
-                // Boxed: the handshake's state is freed when it ends instead of sizing the task
-                // that then holds the connection.
-                let handshake = Box::pin(acceptor.accept(tcp));
-                let stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-                    Ok(Ok(stream)) => stream,
+                let stream = match tokio::time::timeout(
+                    limits.handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => Box::new(stream),
                     Ok(Err(err)) => {
                         let error = err.to_string();
                         return HandshakeFailed { peer: addr, error: &error }.emit(clock.now_ms());
@@ -215,25 +223,26 @@ pub fn incoming(
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .map(|cert| vigil_tls::sha256_hex(cert));
-                let conn = match client_cert_sha256 {
-                    Some(sha256) => TlsConn {
-                        stream: Watched::new(
-                            stream,
-                            Deadline::Idle(limits.idle_timeout),
-                            Listener::Grpc,
-                        ),
-                        info: PeerInfo { addr, client_cert_sha256: Some(sha256), certless: None },
-                        _slot: Slot::Enrolled(slot),
-                    },
-                    None => {
-                        // Its handshake slot goes back: from now on it holds one of the
-                        // certificate-less slots, or nothing.
-                        drop(slot);
-                        match certless_conn(stream, addr, limits, certless_slots).await {
-                            Some(conn) => conn,
-                            None => return,
-                        }
-                    }
+                let Some(sha256) = client_cert_sha256 else {
+                    // Its handshake slot goes back: from now on it holds one of the
+                    // certificate-less slots, or nothing. It waits in a task of its own, so
+                    // that this one (sized by the handshake) ends now.
+                    drop(slot);
+                    let Ok(slot) = certless_slots.try_acquire_owned() else {
+                        return refuse("certless_limit");
+                    };
+                    let slot = CertlessSlot::new(slot);
+                    tokio::spawn(certless_conn(stream, slot, limits.certless_timeout, tx));
+                    return;
+                };
+                let conn = TlsConn {
+                    stream: Watched::new(
+                        stream,
+                        Deadline::Idle(limits.idle_timeout),
+                        Listener::Grpc,
+                    ),
+                    info: PeerInfo { addr, client_cert_sha256: Some(sha256), certless: None },
+                    _slot: Slot::Enrolled(slot),
                 };
                 let _ = tx.send(Ok(conn)).await;
             });
@@ -242,24 +251,26 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// A connection without a client certificate, once it holds a certificate-less slot and has
-/// sent its first bytes; `None` when no slot is free or it sent nothing within
-/// `certless_timeout`. Until it speaks it costs only its TLS state: the HTTP/2 machinery is
-/// not started for a peer that says nothing.
+/// Counts and logs a connection closed before it was handed over.
+fn refuse(reason: &'static str) {
+    ConnectionRefused { listener: Listener::Grpc, reason, message: "" }.emit();
+}
+
+/// Hands over a connection without a client certificate once it has sent its first bytes, or
+/// drops it when it sent nothing within `timeout`. Until it speaks it costs only its TLS state
+/// and this task: the HTTP/2 machinery is not started for a peer that says nothing.
+///
+/// Up to `max_certless_connections` of these wait at once, so the task is kept small: it
+/// holds the boxed stream, its slot and one timer, polls the socket's readiness directly (the
+/// future of `readable()` would add a waiter node), reads the peer's address back from the
+/// socket once it speaks, and boxes the hand-over, whose state holds the whole connection.
 async fn certless_conn(
-    mut stream: TlsStream<TcpStream>,
-    addr: SocketAddr,
-    limits: Limits,
-    slots: Arc<Semaphore>,
-) -> Option<TlsConn> {
-    let refuse =
-        |reason| ConnectionRefused { listener: Listener::Grpc, reason, message: "" }.emit();
-    let Ok(slot) = slots.try_acquire_owned() else {
-        refuse("certless_limit");
-        return None;
-    };
-    let slot = CertlessSlot::new(slot);
-    let started = tokio::time::Instant::now();
+    mut stream: Tls,
+    slot: CertlessSlot,
+    timeout: Duration,
+    tx: mpsc::Sender<io::Result<TlsConn>>,
+) {
+    let mut deadline = std::pin::pin!(tokio::time::sleep(timeout));
     // What arrived with the end of the handshake is already inside TLS, not on the socket.
     let buffered = stream
         .get_mut()
@@ -267,19 +278,24 @@ async fn certless_conn(
         .process_new_packets()
         .map_or(true, |io| io.plaintext_bytes_to_read() > 0);
     if !buffered {
-        match tokio::time::timeout(limits.certless_timeout, stream.get_ref().0.readable()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return None,
-            Err(_) => {
-                refuse("certless_timeout");
-                return None;
+        let readable = std::future::poll_fn(|cx| {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
             }
+            stream.get_ref().0.poll_read_ready(cx).map(|ready| Some(ready.is_ok()))
+        });
+        match readable.await {
+            Some(true) => {}
+            Some(false) => return,
+            None => return refuse("certless_timeout"),
         }
     }
-    let left = limits.certless_timeout.saturating_sub(started.elapsed());
+    let Ok(addr) = stream.get_ref().0.peer_addr() else { return };
+    let left = deadline.deadline().saturating_duration_since(tokio::time::Instant::now());
     let certless = CertlessConn::default();
     let stream = Watched::new(stream, Deadline::Fixed(left), Listener::Grpc)
         .with_finish(certless.finish.clone());
     let info = PeerInfo { addr, client_cert_sha256: None, certless: Some(certless) };
-    Some(TlsConn { stream, info, _slot: Slot::Certless(slot) })
+    let conn = TlsConn { stream, info, _slot: Slot::Certless(slot) };
+    let _ = Box::pin(tx.send(Ok(conn))).await;
 }
