@@ -126,15 +126,7 @@ pub async fn backup(data_dir: &Path, to: &Path, force: bool) -> Result<Summary, 
         partial.display()
     )))?;
     conn.close().await.ok();
-    // Owner-only before anything secret goes in.
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("making {} owner-only", partial.display())))?;
-
-    let mut copy = SqliteConnection::connect_with(
-        &SqliteConnectOptions::new().filename(&partial).journal_mode(SqliteJournalMode::Delete),
-    )
-    .await
-    .map_err(sql(format!("opening {}", partial.display())))?;
+    let mut copy = open_private(&partial).await?;
     let schema_version = schema_version(&mut copy, &partial).await?;
     let mut files = Vec::new();
     let mut tx = copy.begin().await.map_err(sql("writing the backup's own tables"))?;
@@ -259,13 +251,7 @@ pub async fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Summar
         from.display(),
         partial.display()
     )))?;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("making {} owner-only", partial.display())))?;
-    let mut copy = SqliteConnection::connect_with(
-        &SqliteConnectOptions::new().filename(&partial).journal_mode(SqliteJournalMode::Delete),
-    )
-    .await
-    .map_err(sql(format!("opening {}", partial.display())))?;
+    let mut copy = open_private(&partial).await?;
     for statement in ["DROP TABLE vigil_backup", "DROP TABLE vigil_backup_files"] {
         sqlx::query(statement)
             .execute(&mut copy)
@@ -336,6 +322,18 @@ fn open_lock(data_dir: &Path) -> std::io::Result<File> {
         .truncate(false)
         .write(true)
         .open(data_dir.join(LOCK_FILE))
+}
+
+/// Makes the copy at `path` owner-only (it holds, or will hold, the CA key) and opens it for
+/// writing, with a rollback journal: a single file, nothing beside it once closed.
+async fn open_private(path: &Path) -> Result<SqliteConnection, BackupError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("making {} owner-only", path.display())))?;
+    SqliteConnection::connect_with(
+        &SqliteConnectOptions::new().filename(path).journal_mode(SqliteJournalMode::Delete),
+    )
+    .await
+    .map_err(sql(format!("opening {}", path.display())))
 }
 
 async fn schema_version(conn: &mut SqliteConnection, path: &Path) -> Result<i64, BackupError> {
