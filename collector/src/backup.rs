@@ -98,7 +98,8 @@ pub fn known_schema_version() -> i64 {
     sqlx::migrate!("src/store/migrations/sqlite").iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// Takes a consistent online backup of the store in `data_dir` into `to`.
+/// Takes a consistent online backup of the store in `data_dir` into `to`. Nothing is left
+/// behind when it fails.
 pub async fn backup(data_dir: &Path, to: &Path, force: bool) -> Result<Summary, BackupError> {
     let db = data_dir.join("vigil.db");
     if !db.exists() {
@@ -107,10 +108,25 @@ pub async fn backup(data_dir: &Path, to: &Path, force: bool) -> Result<Summary, 
     if to.exists() && !force {
         return Err(BackupError::TargetExists(to.to_owned()));
     }
+    // The copy is as private as the store from its first byte.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let partial = partial_path(to);
     remove_if_exists(&partial)?;
+    let result = write_backup(data_dir, &db, &partial, to).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+async fn write_backup(
+    data_dir: &Path,
+    db: &Path,
+    partial: &Path,
+    to: &Path,
+) -> Result<Summary, BackupError> {
     let source = SqliteConnectOptions::new()
-        .filename(&db)
+        .filename(db)
         .read_only(true)
         .busy_timeout(Duration::from_secs(30));
     let mut conn = SqliteConnection::connect_with(&source)
@@ -126,8 +142,10 @@ pub async fn backup(data_dir: &Path, to: &Path, force: bool) -> Result<Summary, 
         partial.display()
     )))?;
     conn.close().await.ok();
-    let mut copy = open_private(&partial).await?;
-    let schema_version = schema_version(&mut copy, &partial).await?;
+    let mut copy = open_private(partial).await?;
+    let schema_version = schema_version(&mut copy)
+        .await
+        .map_err(sql(format!("reading the migration history of {}", db.display())))?;
     let mut files = Vec::new();
     let mut tx = copy.begin().await.map_err(sql("writing the backup's own tables"))?;
     for statement in [
@@ -180,10 +198,10 @@ pub async fn backup(data_dir: &Path, to: &Path, force: bool) -> Result<Summary, 
     let (hosts, reports) = counts(&mut copy).await?;
     copy.close().await.map_err(sql(format!("closing {}", partial.display())))?;
 
-    File::open(&partial)
+    File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(io(format!("syncing {}", partial.display())))?;
-    std::fs::rename(&partial, to).map_err(io(format!(
+    std::fs::rename(partial, to).map_err(io(format!(
         "renaming {} to {}",
         partial.display(),
         to.display()
@@ -214,7 +232,9 @@ pub async fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Summar
         Some(other) => return Err(not_a_backup(format!("format {other:?}, expected {FORMAT:?}"))),
         None => return Err(not_a_backup("no format in its vigil_backup table".to_owned())),
     }
-    let found = schema_version(&mut backup, from).await?;
+    let found = schema_version(&mut backup)
+        .await
+        .map_err(|e| not_a_backup(format!("no migration history ({e})")))?;
     let known = known_schema_version();
     if found > known {
         return Err(BackupError::TooNew { path: from.to_owned(), found, known });
@@ -336,14 +356,10 @@ async fn open_private(path: &Path) -> Result<SqliteConnection, BackupError> {
     .map_err(sql(format!("opening {}", path.display())))
 }
 
-async fn schema_version(conn: &mut SqliteConnection, path: &Path) -> Result<i64, BackupError> {
+async fn schema_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
         .fetch_one(conn)
         .await
-        .map_err(|e| BackupError::NotABackup {
-            path: path.to_owned(),
-            why: format!("no migration history ({e})"),
-        })
         .map(|v| v.unwrap_or(0))
 }
 
