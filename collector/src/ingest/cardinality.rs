@@ -190,9 +190,21 @@ mod tests {
     #[test]
     fn a_long_name_is_refused_even_with_room() {
         let mut series = HostSeries::new([], 0);
-        let a = series.admit(readings(&["temperature:0123456789", "ok"]), 0, &LIMITS);
-        assert_eq!(kept(&a), ["ok"]);
-        assert_eq!(a.refused, Refused { name_too_long: 1, ..Refused::default() });
+        assert!(series.is_empty());
+        // 12 bytes is the limit itself: kept; 13 is over it.
+        let a = series.admit(
+            readings(&["temperature:0123456789", "twelve_bytes", "thirteen_byte", "ok"]),
+            0,
+            &LIMITS,
+        );
+        assert_eq!(kept(&a), ["twelve_bytes", "ok"]);
+        assert_eq!(a.refused, Refused { name_too_long: 2, ..Refused::default() });
         assert!(!series.is_empty());
+    }
+
+    #[test]
+    fn the_total_adds_every_cap() {
+        let refused = Refused { name_too_long: 1, host_full: 2, day_full: 4 };
+        assert_eq!(refused.total(), 7);
     }
 }
