@@ -74,9 +74,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Restore a backup into a data directory (`--data-dir` or the config's `data_dir`), then
-    /// start the collector on it. Refused while a collector runs on that directory, and when
-    /// it already holds a store unless --force is given. The restored collector is a new
+    /// Restore a backup into a data directory (`--data-dir` or the config's `data_dir`); start
+    /// the collector on it afterwards. Refused while a collector runs on that directory, and
+    /// when it already holds a store unless --force is given. The restored collector is a new
     /// replica (a new replica.id); its agents keep reporting with their certificates.
     Restore {
         /// The backup file, made by `vigil-collector backup`.
