@@ -297,7 +297,10 @@ pub async fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Summar
         }
         // Never wider than owner-only, whatever the backup says.
         let mode = (mode as u32) & 0o700;
-        write_private(&target, &contents, mode)?;
+        vigil_tls::pem::write_file(&target, &contents, mode).map_err(|e| BackupError::Io {
+            what: format!("writing {}", target.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         files.push(path);
     }
     std::fs::rename(&partial, &db).map_err(io(format!(
@@ -387,25 +390,6 @@ fn remove_if_exists(path: &Path) -> Result<(), BackupError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(format!("removing {}", path.display()))(e)),
     }
-}
-
-fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), BackupError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let partial = partial_path(path);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(mode)
-        .open(&partial)
-        .map_err(io(format!("writing {}", partial.display())))?;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(contents))
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(io(format!("writing {}", path.display())))?;
-    sync_parent(path)
 }
 
 fn sync_parent(path: &Path) -> Result<(), BackupError> {
