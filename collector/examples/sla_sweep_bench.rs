@@ -28,8 +28,9 @@ use vigil_collector::maintenance::Maintenance;
 use vigil_collector::sla::contract::Contract;
 use vigil_collector::store::sqlite::SqliteStore;
 use vigil_collector::store::{
-    CertificateRecord, ContractRow, EnrollmentToken, Fingerprint, HostEvaluation, IncidentOp,
-    MaintenanceWindowRow, NewHost, Store,
+    CertificateRecord, ContractRow, EnrollmentToken, EnrolmentStore, Fingerprint, HostEvaluation,
+    IncidentOp, IncidentStore, MaintenanceStore, MaintenanceWindowRow, NewHost, SlaStore,
+    TenancyStore,
 };
 
 const HOSTS: usize = 100;

@@ -149,7 +149,7 @@ impl Runner {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::{ROLLUP_BUCKET_MS, sqlite::SqliteStore};
+    use crate::store::{HostStore, ROLLUP_BUCKET_MS, sqlite::SqliteStore};
 
     #[tokio::test]
     async fn retention_deletes_only_expired_rows() {

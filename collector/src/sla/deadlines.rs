@@ -9,53 +9,10 @@
 //! Deadlines always count from the opening time with the current level's targets, so a level
 //! change recomputes them; a deadline already met or missed stays so.
 
-use crate::classify::FaultLevel;
 use crate::clock::{UnixMs, rfc3339};
 
 use super::contract::Terms;
-
-/// What the sweep knows about one incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentSla {
-    pub id: i64,
-    pub level: FaultLevel,
-    pub opened_at_ms: UnixMs,
-    pub acknowledged_at_ms: Option<UnixMs>,
-    pub resolved_at_ms: Option<UnixMs>,
-    pub tier: u8,
-    /// The level the stored deadlines were computed for.
-    pub sla_level: Option<u8>,
-    pub response_due_ms: Option<UnixMs>,
-    pub resolution_due_ms: Option<UnixMs>,
-    pub response_met: Option<bool>,
-    pub resolution_met: Option<bool>,
-    pub response_warned: bool,
-    pub resolution_warned: bool,
-}
-
-/// A timeline entry the sweep writes: `kind` is `sla`, `warning` or `escalated`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlaEntry {
-    pub kind: &'static str,
-    pub detail: String,
-}
-
-/// The new SLA state of one incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlaUpdate {
-    pub id: i64,
-    pub tier: u8,
-    pub sla_level: u8,
-    pub response_due_ms: UnixMs,
-    pub resolution_due_ms: UnixMs,
-    pub response_met: Option<bool>,
-    pub resolution_met: Option<bool>,
-    pub response_warned: bool,
-    pub resolution_warned: bool,
-    /// When to look again; None when nothing is pending any more.
-    pub next_check_ms: Option<UnixMs>,
-    pub entries: Vec<SlaEntry>,
-}
+use crate::store::{IncidentSla, SlaEntry, SlaUpdate};
 
 /// Evaluates one incident at `now`. `paused` are the maintenance stretches (any order).
 pub fn evaluate(
@@ -195,6 +152,7 @@ fn span(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::FaultLevel;
     use crate::sla::contract::{Contract, Terms};
 
     const MIN: i64 = 60_000;

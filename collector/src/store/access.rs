@@ -1,96 +1,12 @@
-//! Records of who may do what: customers and sites, enrolment tokens, the certificates issued to
-//! hosts, operator API tokens and the audit log. Secrets are never stored, only their SHA-256.
+//! Records of who may do what through the API: operator API tokens with their roles, and the
+//! audit log. Secrets are never stored, only their SHA-256.
 
+use async_trait::async_trait;
 use serde::Serialize;
 
+use super::StoreResult;
 use crate::clock::UnixMs;
-use crate::ids::{CustomerId, HostId, SiteId};
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SiteRow {
-    pub id: SiteId,
-    pub customer_id: CustomerId,
-    pub customer: String,
-    pub name: String,
-    pub created_at_ms: UnixMs,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CustomerRow {
-    pub id: CustomerId,
-    pub name: String,
-    pub created_at_ms: UnixMs,
-    pub sites: Vec<SiteRow>,
-}
-
-/// A new enrolment token; `secret_sha256` is all that is kept of its secret.
-#[derive(Debug, Clone)]
-pub struct EnrollmentToken {
-    pub id: String,
-    pub secret_sha256: String,
-    pub site_id: SiteId,
-    pub uses: u32,
-    pub expires_at_ms: UnixMs,
-    pub created_at_ms: UnixMs,
-    pub created_by: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct EnrollmentTokenRow {
-    pub id: String,
-    pub customer: String,
-    pub site: String,
-    pub uses_left: u32,
-    pub expires_at_ms: UnixMs,
-    pub created_at_ms: UnixMs,
-    pub created_by: String,
-}
-
-/// Why a token did not admit a host. Deliberately coarse towards the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRefusal {
-    Unknown,
-    Expired,
-    UsedUp,
-}
-
-impl TokenRefusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown token",
-            Self::Expired => "token expired",
-            Self::UsedUp => "token used up",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct NewHost {
-    pub id: HostId,
-    pub hostname: String,
-    pub machine_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateRecord {
-    pub fingerprint: String,
-    pub host_id: HostId,
-    pub key_sha256: String,
-    pub not_before_ms: UnixMs,
-    pub not_after_ms: UnixMs,
-    pub issued_at_ms: UnixMs,
-    /// `enroll` or `renew`.
-    pub reason: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateRow {
-    pub fingerprint: String,
-    pub host_id: HostId,
-    pub key_sha256: String,
-    pub not_after_ms: UnixMs,
-    pub host_revoked: bool,
-}
+use crate::ids::CustomerId;
 
 /// What an operator API token may do. Each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -157,4 +73,27 @@ pub struct AuditEntry {
     pub detail: String,
     /// Remote address of the request.
     pub source: String,
+}
+
+/// Operator API tokens and the audit log.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()>;
+
+    /// The live (not revoked) token whose secret hashes to `secret_sha256`.
+    async fn api_token(&self, secret_sha256: &str) -> StoreResult<Option<ApiTokenRow>>;
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRow>>;
+
+    /// Revokes the token (`Ok(false)` when it was revoked already). Refuses with
+    /// [`StoreError::FailedPrecondition`] to revoke the last live fleet-wide admin token, in
+    /// the same write as the revocation, so two concurrent revocations cannot both pass.
+    async fn revoke_api_token(&self, id: &str, now: UnixMs) -> StoreResult<bool>;
+
+    async fn count_api_tokens(&self) -> StoreResult<u64>;
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
+    /// Newest first.
+    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }

@@ -3,7 +3,10 @@
 //! kept per host, and maintenance windows. The decisions (what opens, what resolves) are made
 //! by `crate::incidents`; the store only applies them, so both engines share one behaviour.
 
+use async_trait::async_trait;
 use serde::Serialize;
+
+use super::StoreResult;
 
 use crate::classify::{FaultLevel, FindingKind};
 use crate::clock::UnixMs;
@@ -202,23 +205,58 @@ pub enum IncidentAction {
     Resolve(String),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MaintenanceWindowRow {
-    pub id: String,
-    pub customer_id: CustomerId,
+/// What the fleet metrics need of one incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentStat {
     pub customer: String,
-    pub site_id: Option<SiteId>,
-    pub site: Option<String>,
-    pub host_id: Option<HostId>,
-    pub hostname: Option<String>,
-    /// Empty: every rule.
-    pub rules: Vec<String>,
-    pub start_local: String,
-    pub duration_ms: i64,
-    pub recurrence: String,
-    pub time_zone: String,
-    pub until_local: Option<String>,
-    pub reason: String,
-    pub created_at_ms: UnixMs,
-    pub created_by: String,
+    pub level: u8,
+    /// Open or acknowledged.
+    pub active: bool,
+    /// When its SLA clocks started (opening or latest reopening).
+    pub clock_start_ms: UnixMs,
+    pub acknowledged_at_ms: Option<UnixMs>,
+    pub resolved_at_ms: Option<UnixMs>,
+    pub response_met: Option<bool>,
+    pub resolution_met: Option<bool>,
+}
+
+/// The incident stage: classifier state, incident operations applied in one transaction per batch, incident queries and the people working them.
+#[async_trait]
+pub trait IncidentStore: Send + Sync {
+    /// The stored classifier state of each of `hosts` that exists, with its tenancy.
+    async fn eval_states(&self, hosts: &[HostId]) -> StoreResult<Vec<HostEvalState>>;
+
+    /// Applies a batch of evaluations in one transaction: classifier state, host timeline
+    /// entries and incident operations, in order. A resolved incident of the same fingerprint
+    /// reopens when raised again within `reopen_within_ms`.
+    async fn apply_evaluations(
+        &self,
+        batch: &[HostEvaluation],
+        reopen_within_ms: i64,
+        now: UnixMs,
+    ) -> StoreResult<Vec<IncidentChange>>;
+
+    /// Newest first.
+    async fn list_incidents(&self, filter: &IncidentFilter) -> StoreResult<Vec<IncidentRow>>;
+
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>>;
+
+    /// Oldest first.
+    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>>;
+
+    /// A person works an incident. `NotFound` for an unknown id, `Conflict` when the action
+    /// does not fit its state (acknowledging a resolved incident).
+    async fn work_incident(
+        &self,
+        id: i64,
+        action: &IncidentAction,
+        actor: &str,
+        now: UnixMs,
+    ) -> StoreResult<IncidentRow>;
+
+    /// Closes incidents resolved before `resolved_before`; returns how many.
+    async fn close_resolved(&self, resolved_before: UnixMs, now: UnixMs) -> StoreResult<u64>;
+
+    /// Every incident, reduced to what the fleet metrics count.
+    async fn incident_stats(&self) -> StoreResult<Vec<IncidentStat>>;
 }

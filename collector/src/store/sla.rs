@@ -1,13 +1,14 @@
-//! Records of contracts, SLA clocks, the single-runner lease and the notification outbox. The
-//! decisions (deadlines, escalation, which receivers, retry times) are made by `crate::sla`
-//! and `crate::notify`; the store applies them, each batch in one transaction, so an
-//! escalation and its notification are written together or not at all.
+//! Records of contracts and SLA clocks. The decisions (deadlines, escalation) are made by
+//! `crate::sla`; the store applies them, each batch in one transaction, so an escalation and its
+//! notification are written together or not at all.
 
+use async_trait::async_trait;
 use serde::Serialize;
 
+use super::StoreResult;
+use crate::classify::FaultLevel;
 use crate::clock::UnixMs;
 use crate::ids::{CustomerId, HostId, SiteId};
-use crate::sla::deadlines::IncidentSla;
 
 /// A customer's stored contract (JSON of `crate::sla::contract::Contract`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -28,83 +29,6 @@ pub struct SlaRow {
     pub sla: IncidentSla,
 }
 
-/// A notifiable incident change waiting to be fanned out to receivers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub incident_id: i64,
-    pub timeline_id: i64,
-    pub kind: String,
-    pub detail: String,
-    pub at_ms: UnixMs,
-}
-
-/// One delivery to create when fanning an outbox item out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDelivery {
-    pub event_id: String,
-    pub receiver: String,
-    pub payload: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub incident_id: i64,
-    pub event_id: String,
-    pub receiver: String,
-    #[serde(skip)]
-    pub payload: String,
-    /// `pending` (retried with backoff), `delivered`, `dead_letter` (`notify.max_attempts`
-    /// used up or refused by the receiver: still retried every `notify.dead_letter_retry`
-    /// until delivered or dropped), `dropped` (given up by an operator), or `failed` (given
-    /// up by a collector from before dead letters).
-    pub state: String,
-    pub attempts: u32,
-    pub next_attempt_at_ms: UnixMs,
-    pub last_error: Option<String>,
-    pub delivered_at_ms: Option<UnixMs>,
-}
-
-/// What one delivery attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    Delivered,
-    /// Try again at the given time.
-    Retry {
-        error: String,
-        at_ms: UnixMs,
-    },
-    /// The attempts are used up, or the receiver refused it: dead-lettered, and tried again
-    /// (slowly) at the given time, until delivered or dropped by an operator.
-    DeadLetter {
-        error: String,
-        at_ms: UnixMs,
-    },
-}
-
-/// The dead-lettered deliveries of one receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetterCount {
-    pub receiver: String,
-    pub count: u64,
-}
-
-/// What the fleet metrics need of one incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentStat {
-    pub customer: String,
-    pub level: u8,
-    /// Open or acknowledged.
-    pub active: bool,
-    /// When its SLA clocks started (opening or latest reopening).
-    pub clock_start_ms: UnixMs,
-    pub acknowledged_at_ms: Option<UnixMs>,
-    pub resolved_at_ms: Option<UnixMs>,
-    pub response_met: Option<bool>,
-    pub resolution_met: Option<bool>,
-}
-
 /// SLA deadlines and outcome of one incident, for the API.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IncidentSlaView {
@@ -114,4 +38,81 @@ pub struct IncidentSlaView {
     pub response_met: Option<bool>,
     pub resolution_met: Option<bool>,
     pub sla_start_ms: UnixMs,
+}
+
+/// What the sweep knows about one incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentSla {
+    pub id: i64,
+    pub level: FaultLevel,
+    pub opened_at_ms: UnixMs,
+    pub acknowledged_at_ms: Option<UnixMs>,
+    pub resolved_at_ms: Option<UnixMs>,
+    pub tier: u8,
+    /// The level the stored deadlines were computed for.
+    pub sla_level: Option<u8>,
+    pub response_due_ms: Option<UnixMs>,
+    pub resolution_due_ms: Option<UnixMs>,
+    pub response_met: Option<bool>,
+    pub resolution_met: Option<bool>,
+    pub response_warned: bool,
+    pub resolution_warned: bool,
+}
+
+/// A timeline entry the sweep writes: `kind` is `sla`, `warning` or `escalated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaEntry {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// The new SLA state of one incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaUpdate {
+    pub id: i64,
+    pub tier: u8,
+    pub sla_level: u8,
+    pub response_due_ms: UnixMs,
+    pub resolution_due_ms: UnixMs,
+    pub response_met: Option<bool>,
+    pub resolution_met: Option<bool>,
+    pub response_warned: bool,
+    pub resolution_warned: bool,
+    /// When to look again; None when nothing is pending any more.
+    pub next_check_ms: Option<UnixMs>,
+    pub entries: Vec<SlaEntry>,
+}
+
+/// Contracts, SLA clocks and the single-runner lease.
+#[async_trait]
+pub trait SlaStore: Send + Sync {
+    async fn get_contract(&self, customer: CustomerId) -> StoreResult<Option<ContractRow>>;
+
+    async fn list_contracts(&self) -> StoreResult<Vec<ContractRow>>;
+
+    /// Stores a customer's contract and marks its active incidents for the next SLA sweep.
+    async fn set_contract(&self, row: &ContractRow) -> StoreResult<()>;
+
+    /// Marks the active incidents of `customer` (of everyone when None) for the next SLA
+    /// sweep, e.g. after a maintenance window changed.
+    async fn reset_sla(&self, customer: Option<CustomerId>) -> StoreResult<()>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`, unless another
+    /// holder's lease is still valid. True when `holder` holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: UnixMs,
+        ttl_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// Incidents whose SLA state must be looked at by `now`, oldest first.
+    async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>>;
+
+    /// Applies the sweep's decisions in one transaction; each update only if the incident
+    /// is still as the sweep saw it. Returns how many were applied.
+    async fn apply_sla(&self, batch: &[(IncidentSla, SlaUpdate)], now: UnixMs) -> StoreResult<u64>;
+
+    async fn incident_sla(&self, id: i64) -> StoreResult<Option<IncidentSlaView>>;
 }

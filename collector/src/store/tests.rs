@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::classify::{FaultLevel, FindingKind};
-use crate::ids::{CustomerId, SiteId};
+use crate::clock::UnixMs;
+use crate::ids::{CustomerId, HostId, SiteId};
 
 /// A report of `host`'s `instance` numbered `seq`, collected at `at` and received 5 ms later.
 pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {

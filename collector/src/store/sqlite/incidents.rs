@@ -1,14 +1,12 @@
 //! SQLite side of the incident records: applying the incident engine's operations in one
-//! transaction per batch, the incident queries, the people's actions on an incident, and
-//! maintenance windows. The SQL is kept portable (no SQLite-only functions) so the PostgreSQL
-//! store can share it nearly verbatim.
+//! transaction per batch, the incident queries and the people's actions on an incident. The SQL
+//! is kept portable (no SQLite-only functions) so the PostgreSQL store can share it nearly
+//! verbatim.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use async_trait::async_trait;
+use sqlx::Row;
 
-use super::sqlite::{SqliteStore, corrupt, parse_id, unavailable};
 use super::*;
-use crate::classify::{FaultLevel, FindingKind};
 
 const ACTIVE: &str = "state IN ('open', 'acknowledged')";
 
@@ -19,10 +17,6 @@ const INCIDENT_COLUMNS: &str = "i.id, i.customer_id, c.name AS customer, i.site_
      i.resolution_note, i.closed_at_ms \
      FROM incidents i JOIN customers c ON c.id = i.customer_id \
      JOIN sites s ON s.id = i.site_id LEFT JOIN hosts h ON h.id = i.host_id";
-
-fn optional_id<T: std::str::FromStr>(row: &SqliteRow, column: &str) -> StoreResult<Option<T>> {
-    row.try_get::<Option<String>, _>(column).map_err(corrupt)?.map(|id| parse_id(&id)).transpose()
-}
 
 fn incident_row(row: &SqliteRow) -> StoreResult<IncidentRow> {
     let id: i64 = row.try_get("id").map_err(corrupt)?;
@@ -468,11 +462,9 @@ async fn apply_op(
     Ok(())
 }
 
-impl SqliteStore {
-    pub(super) async fn eval_states_impl(
-        &self,
-        hosts: &[HostId],
-    ) -> StoreResult<Vec<HostEvalState>> {
+#[async_trait]
+impl IncidentStore for SqliteStore {
+    async fn eval_states(&self, hosts: &[HostId]) -> StoreResult<Vec<HostEvalState>> {
         let mut states = Vec::with_capacity(hosts.len());
         for host in hosts {
             let row = sqlx::query(
@@ -498,7 +490,7 @@ impl SqliteStore {
         Ok(states)
     }
 
-    pub(super) async fn apply_evaluations_impl(
+    async fn apply_evaluations(
         &self,
         batch: &[HostEvaluation],
         reopen_within_ms: i64,
@@ -546,10 +538,7 @@ impl SqliteStore {
         Ok(changes)
     }
 
-    pub(super) async fn list_incidents_impl(
-        &self,
-        filter: &IncidentFilter,
-    ) -> StoreResult<Vec<IncidentRow>> {
+    async fn list_incidents(&self, filter: &IncidentFilter) -> StoreResult<Vec<IncidentRow>> {
         let mut sql = format!("SELECT {INCIDENT_COLUMNS} WHERE 1 = 1");
         if !filter.states.is_empty() {
             let states: Vec<String> =
@@ -599,7 +588,7 @@ impl SqliteStore {
         rows.iter().map(incident_row).collect()
     }
 
-    pub(super) async fn get_incident_impl(&self, id: i64) -> StoreResult<Option<IncidentRow>> {
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>> {
         let row = sqlx::query(&format!("SELECT {INCIDENT_COLUMNS} WHERE i.id = ?"))
             .bind(id)
             .fetch_optional(&self.read)
@@ -608,7 +597,7 @@ impl SqliteStore {
         row.as_ref().map(incident_row).transpose()
     }
 
-    pub(super) async fn incident_timeline_impl(&self, id: i64) -> StoreResult<Vec<TimelineEntry>> {
+    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>> {
         let rows = sqlx::query(
             "SELECT at_ms, kind, actor, detail FROM incident_timeline \
              WHERE incident_id = ? ORDER BY id",
@@ -629,7 +618,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn work_incident_impl(
+    async fn work_incident(
         &self,
         id: i64,
         action: &IncidentAction,
@@ -716,16 +705,12 @@ impl SqliteStore {
         timeline(&mut tx, id, now, kind, actor, &detail).await?;
         tx.commit().await.map_err(unavailable)?;
         drop(conn);
-        self.get_incident_impl(id)
+        self.get_incident(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no incident {number}")))
     }
 
-    pub(super) async fn close_resolved_impl(
-        &self,
-        resolved_before: UnixMs,
-        now: UnixMs,
-    ) -> StoreResult<u64> {
+    async fn close_resolved(&self, resolved_before: UnixMs, now: UnixMs) -> StoreResult<u64> {
         let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
         sqlx::query(
@@ -754,90 +739,30 @@ impl SqliteStore {
         Ok(closed)
     }
 
-    pub(super) async fn create_maintenance_impl(
-        &self,
-        w: &MaintenanceWindowRow,
-    ) -> StoreResult<()> {
-        let rules =
-            serde_json::to_string(&w.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.writer().await;
-        sqlx::query(
-            "INSERT INTO maintenance_windows (id, customer_id, site_id, host_id, rules, \
-             start_local, duration_ms, recurrence, time_zone, until_local, reason, \
-             created_at_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&w.id)
-        .bind(w.customer_id.to_string())
-        .bind(w.site_id.map(|s| s.to_string()))
-        .bind(w.host_id.map(|h| h.to_string()))
-        .bind(rules)
-        .bind(&w.start_local)
-        .bind(w.duration_ms)
-        .bind(&w.recurrence)
-        .bind(&w.time_zone)
-        .bind(&w.until_local)
-        .bind(&w.reason)
-        .bind(w.created_at_ms)
-        .bind(&w.created_by)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        // Clocks of the customer's incidents pause inside the window: recompute them.
-        super::sqlite_sla::reset_sla(&mut conn, Some(w.customer_id)).await?;
-        Ok(())
-    }
-
-    pub(super) async fn list_maintenance_impl(&self) -> StoreResult<Vec<MaintenanceWindowRow>> {
+    async fn incident_stats(&self) -> StoreResult<Vec<IncidentStat>> {
         let rows = sqlx::query(
-            "SELECT m.id, m.customer_id, c.name AS customer, m.site_id, s.name AS site, \
-             m.host_id, h.hostname, m.rules, m.start_local, m.duration_ms, m.recurrence, \
-             m.time_zone, m.until_local, m.reason, m.created_at_ms, m.created_by \
-             FROM maintenance_windows m JOIN customers c ON c.id = m.customer_id \
-             LEFT JOIN sites s ON s.id = m.site_id LEFT JOIN hosts h ON h.id = m.host_id \
-             ORDER BY m.created_at_ms, m.id",
+            "SELECT c.name AS customer, i.level, i.state, \
+             COALESCE(i.sla_start_ms, i.opened_at_ms) AS start_ms, i.acknowledged_at_ms, \
+             i.resolved_at_ms, i.response_met, i.resolution_met \
+             FROM incidents i JOIN customers c ON c.id = i.customer_id",
         )
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let rules: String = row.try_get("rules").map_err(corrupt)?;
-                Ok(MaintenanceWindowRow {
-                    id: row.try_get("id").map_err(corrupt)?,
-                    customer_id: parse_id(
-                        &row.try_get::<String, _>("customer_id").map_err(corrupt)?,
-                    )?,
+                let state: String = row.try_get("state").map_err(corrupt)?;
+                Ok(IncidentStat {
                     customer: row.try_get("customer").map_err(corrupt)?,
-                    site_id: optional_id(row, "site_id")?,
-                    site: row.try_get("site").map_err(corrupt)?,
-                    host_id: optional_id(row, "host_id")?,
-                    hostname: row.try_get("hostname").map_err(corrupt)?,
-                    rules: serde_json::from_str(&rules)
-                        .map_err(|e| StoreError::Corrupt(format!("maintenance rules: {e}")))?,
-                    start_local: row.try_get("start_local").map_err(corrupt)?,
-                    duration_ms: row.try_get("duration_ms").map_err(corrupt)?,
-                    recurrence: row.try_get("recurrence").map_err(corrupt)?,
-                    time_zone: row.try_get("time_zone").map_err(corrupt)?,
-                    until_local: row.try_get("until_local").map_err(corrupt)?,
-                    reason: row.try_get("reason").map_err(corrupt)?,
-                    created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
-                    created_by: row.try_get("created_by").map_err(corrupt)?,
+                    level: row.try_get::<i64, _>("level").map_err(corrupt)? as u8,
+                    active: state == "open" || state == "acknowledged",
+                    clock_start_ms: row.try_get("start_ms").map_err(corrupt)?,
+                    acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(corrupt)?,
+                    resolved_at_ms: row.try_get("resolved_at_ms").map_err(corrupt)?,
+                    response_met: row.try_get("response_met").map_err(corrupt)?,
+                    resolution_met: row.try_get("resolution_met").map_err(corrupt)?,
                 })
             })
             .collect()
-    }
-
-    pub(super) async fn delete_maintenance_impl(&self, id: &str) -> StoreResult<bool> {
-        let mut conn = self.writer().await;
-        let deleted = sqlx::query("DELETE FROM maintenance_windows WHERE id = ?")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-        if deleted > 0 {
-            super::sqlite_sla::reset_sla(&mut conn, None).await?;
-        }
-        Ok(deleted > 0)
     }
 }
