@@ -14,6 +14,7 @@
 //! ([`EvaluationFailed`](crate::events::EvaluationFailed)), and the next ones go on.
 
 pub mod conditions;
+pub mod lifecycle;
 pub mod silence;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@
 use crate::clock::{UnixMs, rfc3339};
 
 use super::contract::Terms;
-use crate::store::{IncidentSla, SlaEntry, SlaUpdate};
+use crate::store::{IncidentSla, SlaEntry, SlaUpdate, TimelineKind};
 
 /// Evaluates one incident at `now`. `paused` are the maintenance stretches (any order).
 pub fn evaluate(
@@ -59,7 +59,7 @@ pub fn evaluate(
             "moved (maintenance or contract change)".to_owned()
         };
         out.entries.push(SlaEntry {
-            kind: "sla",
+            kind: TimelineKind::Sla,
             detail: format!(
                 "deadlines {why}: response due {}, resolution due {}",
                 rfc3339(response_due),
@@ -79,7 +79,7 @@ pub fn evaluate(
             Some(at) if at <= response_due => {
                 out.response_met = Some(true);
                 out.entries.push(SlaEntry {
-                    kind: "sla",
+                    kind: TimelineKind::Sla,
                     detail: format!("response met ({} before due)", span(response_due - at)),
                 });
             }
@@ -102,7 +102,7 @@ pub fn evaluate(
             Some(at) if at <= resolution_due => {
                 out.resolution_met = Some(true);
                 out.entries.push(SlaEntry {
-                    kind: "sla",
+                    kind: TimelineKind::Sla,
                     detail: format!("resolution met ({} before due)", span(resolution_due - at)),
                 });
             }
@@ -128,17 +128,17 @@ fn escalate(tier: &mut u8, to: u8, what: &str, due: UnixMs) -> SlaEntry {
     if from < to {
         *tier = to;
         SlaEntry {
-            kind: "escalated",
+            kind: TimelineKind::Escalated,
             detail: format!("{what} due {} missed; tier {from} → {to}", rfc3339(due)),
         }
     } else {
-        SlaEntry { kind: "sla", detail: format!("{what} due {} missed", rfc3339(due)) }
+        SlaEntry { kind: TimelineKind::Sla, detail: format!("{what} due {} missed", rfc3339(due)) }
     }
 }
 
 fn warning(what: &str, due: UnixMs, now: UnixMs) -> SlaEntry {
     SlaEntry {
-        kind: "warning",
+        kind: TimelineKind::Warning,
         detail: format!("{what} due {} (in {})", rfc3339(due), span(due - now)),
     }
 }
@@ -188,7 +188,7 @@ mod tests {
     }
 
     fn kinds(u: &SlaUpdate) -> Vec<&'static str> {
-        u.entries.iter().map(|e| e.kind).collect()
+        u.entries.iter().map(|e| e.kind.as_str()).collect()
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::clock::{SharedClock, UnixMs};
 use crate::ids::CustomerId;
 use crate::maintenance::{Maintenance, Scope};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, TimelineKind};
 use contract::{Contract, Terms};
 
 /// Most incidents one sweep looks at, so one sweep holds the store's writer for well under
@@ -101,8 +101,8 @@ pub async fn sweep(
         let update = deadlines::evaluate(&row.sla, terms, &paused, now);
         for entry in &update.entries {
             match entry.kind {
-                "warning" => stats.warnings += 1,
-                "escalated" => stats.escalations += 1,
+                TimelineKind::Warning => stats.warnings += 1,
+                TimelineKind::Escalated => stats.escalations += 1,
                 _ => {}
             }
         }

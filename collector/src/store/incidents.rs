@@ -50,6 +50,103 @@ impl IncidentState {
     }
 }
 
+/// What a timeline entry of an incident records. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// A new incident.
+    Opened,
+    /// A resolved incident raised again within the reopen window: a recurrence.
+    Reopened,
+    /// The level of a state changed.
+    Level,
+    /// An event (a counter that rose) happened again while the incident was active.
+    Event,
+    /// Extra lines written when an incident opens (the findings a baseline review lists).
+    Detail,
+    /// Filed under another incident.
+    Grouped,
+    /// Held open because its condition changed too often.
+    Flapping,
+    Acknowledged,
+    Assigned,
+    Note,
+    Resolved,
+    Closed,
+    /// An SLA deadline computed, met or missed.
+    Sla,
+    /// An SLA deadline is near.
+    Warning,
+    /// Moved to the next support tier.
+    Escalated,
+}
+
+impl TimelineKind {
+    pub const ALL: [Self; 15] = [
+        Self::Opened,
+        Self::Reopened,
+        Self::Level,
+        Self::Event,
+        Self::Detail,
+        Self::Grouped,
+        Self::Flapping,
+        Self::Acknowledged,
+        Self::Assigned,
+        Self::Note,
+        Self::Resolved,
+        Self::Closed,
+        Self::Sla,
+        Self::Warning,
+        Self::Escalated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Reopened => "reopened",
+            Self::Level => "level",
+            Self::Event => "event",
+            Self::Detail => "detail",
+            Self::Grouped => "grouped",
+            Self::Flapping => "flapping",
+            Self::Acknowledged => "acknowledged",
+            Self::Assigned => "assigned",
+            Self::Note => "note",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+            Self::Sla => "sla",
+            Self::Warning => "warning",
+            Self::Escalated => "escalated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Goes out as a notification: the entry enters the outbox in the same transaction.
+    pub fn notifies(self) -> bool {
+        matches!(
+            self,
+            Self::Opened
+                | Self::Reopened
+                | Self::Level
+                | Self::Acknowledged
+                | Self::Resolved
+                | Self::Warning
+                | Self::Escalated
+        )
+    }
+
+    /// Changes what the SLA clocks depend on: the incident is looked at by the next sweep.
+    pub fn resets_sla(self) -> bool {
+        matches!(
+            self,
+            Self::Opened | Self::Reopened | Self::Level | Self::Acknowledged | Self::Resolved
+        )
+    }
+}
+
 /// What identifies "the same problem": at most one active incident per fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint {
@@ -259,4 +356,31 @@ pub trait IncidentStore: Send + Sync {
 
     /// Every incident, reduced to what the fleet metrics count.
     async fn incident_stats(&self) -> StoreResult<Vec<IncidentStat>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_kinds_read_back_as_written_and_serialize_as_their_stored_name() {
+        for kind in TimelineKind::ALL {
+            assert_eq!(TimelineKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(TimelineKind::parse("summary"), None);
+    }
+
+    #[test]
+    fn what_people_and_the_clocks_must_hear_of_notifies_and_what_moves_the_clocks_resets_them() {
+        let notifying: Vec<&str> =
+            TimelineKind::ALL.into_iter().filter(|k| k.notifies()).map(|k| k.as_str()).collect();
+        assert_eq!(
+            notifying,
+            ["opened", "reopened", "level", "acknowledged", "resolved", "warning", "escalated"]
+        );
+        let resetting: Vec<&str> =
+            TimelineKind::ALL.into_iter().filter(|k| k.resets_sla()).map(|k| k.as_str()).collect();
+        assert_eq!(resetting, ["opened", "reopened", "level", "acknowledged", "resolved"]);
+    }
 }

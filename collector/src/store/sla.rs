@@ -62,7 +62,7 @@ pub struct IncidentSla {
 /// A timeline entry the sweep writes: `kind` is `sla`, `warning` or `escalated`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaEntry {
-    pub kind: &'static str,
+    pub kind: super::TimelineKind,
     pub detail: String,
 }
 

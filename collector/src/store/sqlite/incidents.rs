@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::*;
+use crate::incidents::lifecycle::{self, RaiseOutcome};
 
 const ACTIVE: &str = "state IN ('open', 'acknowledged')";
 
@@ -63,7 +64,7 @@ fn kind_str(kind: FindingKind) -> &'static str {
 async fn active(
     tx: &mut SqliteConnection,
     fingerprint: &str,
-) -> StoreResult<Option<(i64, i64, String)>> {
+) -> StoreResult<Option<(i64, FaultLevel, String)>> {
     let row = sqlx::query(&format!(
         "SELECT id, level, summary FROM incidents WHERE fingerprint = ? AND {ACTIVE}"
     ))
@@ -74,11 +75,18 @@ async fn active(
     row.map(|r| {
         Ok((
             r.try_get("id").map_err(corrupt)?,
-            r.try_get("level").map_err(corrupt)?,
+            level(r.try_get("level").map_err(corrupt)?)?,
             r.try_get("summary").map_err(corrupt)?,
         ))
     })
     .transpose()
+}
+
+fn level(stored: i64) -> StoreResult<FaultLevel> {
+    u8::try_from(stored)
+        .ok()
+        .and_then(FaultLevel::from_u8)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad incident level {stored}")))
 }
 
 async fn active_on_host(
@@ -98,20 +106,13 @@ async fn active_on_host(
     .map_err(unavailable)
 }
 
-/// Timeline kinds that go out as notifications (through the outbox, same transaction).
-pub(super) const NOTIFIABLE: &[&str] =
-    &["opened", "reopened", "level", "acknowledged", "resolved", "warning", "escalated"];
-
-/// Timeline kinds after which the SLA clocks must be looked at again.
-const SLA_RELEVANT: &[&str] = &["opened", "reopened", "level", "acknowledged", "resolved"];
-
 /// Writes a timeline entry; a notifiable one also enters the outbox, and one that changes
 /// what the SLA clocks depend on marks the incident for the next SLA sweep.
 pub(super) async fn timeline(
     tx: &mut SqliteConnection,
     incident: i64,
     at: UnixMs,
-    kind: &str,
+    kind: TimelineKind,
     actor: &str,
     detail: &str,
 ) -> StoreResult<()> {
@@ -121,13 +122,13 @@ pub(super) async fn timeline(
     )
     .bind(incident)
     .bind(at)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(actor)
     .bind(detail)
     .fetch_one(&mut *tx)
     .await
     .map_err(unavailable)?;
-    if NOTIFIABLE.contains(&kind) {
+    if kind.notifies() {
         sqlx::query(
             "INSERT INTO outbox (incident_id, timeline_id, created_at_ms) VALUES (?, ?, ?)",
         )
@@ -138,7 +139,7 @@ pub(super) async fn timeline(
         .await
         .map_err(unavailable)?;
     }
-    if SLA_RELEVANT.contains(&kind) {
+    if kind.resets_sla() {
         sqlx::query("UPDATE incidents SET sla_done = FALSE, sla_check_at_ms = NULL WHERE id = ?")
             .bind(incident)
             .execute(&mut *tx)
@@ -152,10 +153,10 @@ pub(super) async fn timeline(
 /// multi-row inserts, the notifiable ones entering the outbox.
 pub(super) async fn timeline_batch(
     tx: &mut SqliteConnection,
-    entries: &[(i64, &str, &str)],
+    entries: &[(i64, TimelineKind, &str)],
     at: UnixMs,
 ) -> StoreResult<()> {
-    debug_assert!(entries.iter().all(|(_, kind, _)| !SLA_RELEVANT.contains(kind)));
+    debug_assert!(entries.iter().all(|(_, kind, _)| !kind.resets_sla()));
     for chunk in entries.chunks(1000) {
         let mut sql = String::from(
             "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, detail) VALUES ",
@@ -166,13 +167,14 @@ pub(super) async fn timeline_batch(
         sql.push_str(" RETURNING id, incident_id, kind");
         let mut query = sqlx::query(&sql);
         for (incident, kind, detail) in chunk {
-            query = query.bind(incident).bind(at).bind(*kind).bind(SYSTEM_ACTOR).bind(*detail);
+            query =
+                query.bind(incident).bind(at).bind(kind.as_str()).bind(SYSTEM_ACTOR).bind(*detail);
         }
         let rows = query.fetch_all(&mut *tx).await.map_err(unavailable)?;
         let mut notify: Vec<(i64, i64)> = Vec::new();
         for row in &rows {
             let kind: String = row.try_get("kind").map_err(corrupt)?;
-            if NOTIFIABLE.contains(&kind.as_str()) {
+            if TimelineKind::parse(&kind).is_some_and(TimelineKind::notifies) {
                 notify.push((
                     row.try_get("incident_id").map_err(corrupt)?,
                     row.try_get("id").map_err(corrupt)?,
@@ -220,7 +222,7 @@ async fn group_under(
             tx,
             child,
             now,
-            "grouped",
+            TimelineKind::Grouped,
             SYSTEM_ACTOR,
             &format!("under {}", incident_number(parent)),
         )
@@ -236,97 +238,113 @@ struct Raise<'a> {
     kind: FindingKind,
 }
 
-/// Opens, updates or reopens; returns the incident id and what happened.
+/// Opens, updates or reopens, as [`lifecycle::raise`] decides; returns the incident id and
+/// what happened.
 async fn raise(
     tx: &mut SqliteConnection,
     op: &Raise<'_>,
     reopen_within_ms: i64,
     now: UnixMs,
-) -> StoreResult<(i64, Option<&'static str>)> {
+) -> StoreResult<(i64, Option<TimelineKind>)> {
     let key = op.fingerprint.key();
-    let level = i64::from(op.level.as_u8());
-    if let Some((id, old_level, old_summary)) = active(tx, &key).await? {
-        let change = if op.kind == FindingKind::Event {
-            timeline(tx, id, now, "event", SYSTEM_ACTOR, op.summary).await?;
-            Some("event")
-        } else if old_level != level {
-            let detail = format!("L{old_level} → L{level}: {}", op.summary);
-            timeline(tx, id, now, "level", SYSTEM_ACTOR, &detail).await?;
-            Some("level")
-        } else {
-            None
-        };
-        // An event never lowers the level of what is open; a state follows its condition.
-        let new_level = if op.kind == FindingKind::Event { old_level.min(level) } else { level };
-        if change.is_some() || old_summary != op.summary {
-            sqlx::query(
-                "UPDATE incidents SET level = ?, summary = ?, updated_at_ms = ? WHERE id = ?",
+    let raised = lifecycle::Raised { level: op.level, summary: op.summary, kind: op.kind };
+    let active = active(tx, &key).await?;
+    let last_resolved = match &active {
+        Some(_) => None,
+        None => {
+            let row: Option<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, resolved_at_ms, recurrences FROM incidents \
+                 WHERE fingerprint = ? AND state = 'resolved' \
+                 ORDER BY resolved_at_ms DESC LIMIT 1",
             )
-            .bind(new_level)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            row
+        }
+    };
+    let decision = lifecycle::raise(
+        active.as_ref().map(|(_, level, summary)| lifecycle::Active { level: *level, summary }),
+        last_resolved.map(|(_, resolved_at_ms, recurrences)| lifecycle::LastResolved {
+            resolved_at_ms,
+            recurrences: recurrences as u32,
+        }),
+        raised,
+        reopen_within_ms,
+        now,
+    );
+    let level = i64::from(op.level.as_u8());
+    match (decision, active, last_resolved) {
+        (RaiseOutcome::Update { level, rewrite, entry }, Some((id, _, _)), _) => {
+            if let Some((kind, detail)) = &entry {
+                timeline(tx, id, now, *kind, SYSTEM_ACTOR, detail).await?;
+            }
+            if rewrite {
+                sqlx::query(
+                    "UPDATE incidents SET level = ?, summary = ?, updated_at_ms = ? WHERE id = ?",
+                )
+                .bind(i64::from(level.as_u8()))
+                .bind(op.summary)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            Ok((id, entry.map(|(kind, _)| kind)))
+        }
+        (RaiseOutcome::Reopen { recurrences, entry: (kind, detail) }, _, Some((id, _, _))) => {
+            sqlx::query(
+                "UPDATE incidents SET state = 'open', level = ?, summary = ?, kind = ?, \
+                 recurrences = ?, updated_at_ms = ?, acknowledged_at_ms = NULL, \
+                 acknowledged_by = NULL, resolved_at_ms = NULL, resolved_by = NULL, \
+                 resolution_note = NULL, tier = 1, sla_start_ms = ?, sla_level = NULL, \
+                 response_due_ms = NULL, resolution_due_ms = NULL, response_met = NULL, \
+                 resolution_met = NULL, response_warned = FALSE, resolution_warned = FALSE \
+                 WHERE id = ?",
+            )
+            .bind(level)
             .bind(op.summary)
+            .bind(kind_str(op.kind))
+            .bind(i64::from(recurrences))
+            .bind(now)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            timeline(tx, id, now, kind, SYSTEM_ACTOR, &detail).await?;
+            Ok((id, Some(kind)))
         }
-        return Ok((id, change));
+        (RaiseOutcome::Open { entry: (kind, detail) }, _, _) => {
+            let fp = op.fingerprint;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO incidents (fingerprint, customer_id, site_id, host_id, rule, \
+                 resource, level, summary, kind, state, opened_at_ms, updated_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+            )
+            .bind(&key)
+            .bind(fp.customer_id.to_string())
+            .bind(fp.site_id.to_string())
+            .bind(fp.host_id.map(|h| h.to_string()))
+            .bind(&fp.rule)
+            .bind(&fp.resource)
+            .bind(level)
+            .bind(op.summary)
+            .bind(kind_str(op.kind))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            timeline(tx, id, now, kind, SYSTEM_ACTOR, &detail).await?;
+            Ok((id, Some(kind)))
+        }
+        (decision, _, _) => Err(StoreError::Corrupt(format!(
+            "incident lifecycle decided {decision:?} for {key} without the incident it needs"
+        ))),
     }
-    let recent: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, recurrences FROM incidents WHERE fingerprint = ? AND state = 'resolved' \
-         AND resolved_at_ms >= ? ORDER BY resolved_at_ms DESC LIMIT 1",
-    )
-    .bind(&key)
-    .bind(now - reopen_within_ms)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(unavailable)?;
-    if let Some((id, recurrences)) = recent {
-        sqlx::query(
-            "UPDATE incidents SET state = 'open', level = ?, summary = ?, kind = ?, \
-             recurrences = ?, updated_at_ms = ?, acknowledged_at_ms = NULL, \
-             acknowledged_by = NULL, resolved_at_ms = NULL, resolved_by = NULL, \
-             resolution_note = NULL, tier = 1, sla_start_ms = ?, sla_level = NULL, \
-             response_due_ms = NULL, resolution_due_ms = NULL, response_met = NULL, \
-             resolution_met = NULL, response_warned = FALSE, resolution_warned = FALSE \
-             WHERE id = ?",
-        )
-        .bind(level)
-        .bind(op.summary)
-        .bind(kind_str(op.kind))
-        .bind(recurrences + 1)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let detail = format!("recurrence {}: L{level} {}", recurrences + 1, op.summary);
-        timeline(tx, id, now, "reopened", SYSTEM_ACTOR, &detail).await?;
-        return Ok((id, Some("reopened")));
-    }
-    let fp = op.fingerprint;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO incidents (fingerprint, customer_id, site_id, host_id, rule, resource, \
-         level, summary, kind, state, opened_at_ms, updated_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
-    )
-    .bind(&key)
-    .bind(fp.customer_id.to_string())
-    .bind(fp.site_id.to_string())
-    .bind(fp.host_id.map(|h| h.to_string()))
-    .bind(&fp.rule)
-    .bind(&fp.resource)
-    .bind(level)
-    .bind(op.summary)
-    .bind(kind_str(op.kind))
-    .bind(now)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(unavailable)?;
-    timeline(tx, id, now, "opened", SYSTEM_ACTOR, &format!("L{level} {}", op.summary)).await?;
-    Ok((id, Some("opened")))
 }
 
 async fn apply_op(
@@ -336,10 +354,10 @@ async fn apply_op(
     now: UnixMs,
     changes: &mut Vec<IncidentChange>,
 ) -> StoreResult<()> {
-    let mut record = |id: i64, change: &'static str, level: FaultLevel, fp: &Fingerprint| {
+    let mut record = |id: i64, change: TimelineKind, level: FaultLevel, fp: &Fingerprint| {
         changes.push(IncidentChange {
             incident_id: id,
-            change,
+            change: change.as_str(),
             level: level.as_u8(),
             rule: fp.rule.clone(),
             resource: fp.resource.clone(),
@@ -361,9 +379,9 @@ async fn apply_op(
             if let Some(change) = change {
                 record(id, change, *level, fingerprint);
             }
-            let opened = matches!(change, Some("opened" | "reopened"));
+            let opened = matches!(change, Some(TimelineKind::Opened | TimelineKind::Reopened));
             if opened && let Some(detail) = detail {
-                timeline(tx, id, now, "detail", SYSTEM_ACTOR, detail).await?;
+                timeline(tx, id, now, TimelineKind::Detail, SYSTEM_ACTOR, detail).await?;
             }
             let Some(host) = fingerprint.host_id else { return Ok(()) };
             if let Some((rule, resource)) = parent
@@ -415,7 +433,7 @@ async fn apply_op(
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            timeline(tx, id, now, "resolved", SYSTEM_ACTOR, reason).await?;
+            timeline(tx, id, now, TimelineKind::Resolved, SYSTEM_ACTOR, reason).await?;
             // What was filed under it stands on its own again.
             sqlx::query(&format!(
                 "UPDATE incidents SET parent_id = NULL, updated_at_ms = ? \
@@ -426,8 +444,7 @@ async fn apply_op(
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            let level = FaultLevel::from_u8(level as u8).unwrap_or(FaultLevel::L4);
-            record(id, "resolved", level, fingerprint);
+            record(id, TimelineKind::Resolved, level, fingerprint);
         }
         IncidentOp::Flapping { fingerprint, detail } => {
             let Some((id, level, _)) = active(tx, &fingerprint.key()).await? else {
@@ -444,9 +461,8 @@ async fn apply_op(
             .map_err(unavailable)?
             .rows_affected();
             if marked > 0 {
-                timeline(tx, id, now, "flapping", SYSTEM_ACTOR, detail).await?;
-                let level = FaultLevel::from_u8(level as u8).unwrap_or(FaultLevel::L4);
-                record(id, "flapping", level, fingerprint);
+                timeline(tx, id, now, TimelineKind::Flapping, SYSTEM_ACTOR, detail).await?;
+                record(id, TimelineKind::Flapping, level, fingerprint);
             }
         }
         IncidentOp::Group { child, parent } => {
@@ -454,8 +470,7 @@ async fn apply_op(
                 (active(tx, &child.key()).await?, active(tx, &parent.key()).await?)
                 && group_under(tx, child_id, parent_id, now).await?
             {
-                let level = FaultLevel::from_u8(level as u8).unwrap_or(FaultLevel::L4);
-                record(child_id, "grouped", level, child);
+                record(child_id, TimelineKind::Grouped, level, child);
             }
         }
     }
@@ -639,69 +654,34 @@ impl IncidentStore for SqliteStore {
         };
         let state = IncidentState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("bad incident state {state:?}")))?;
-        let inactive =
-            || StoreError::Conflict(format!("{number} is {}; nothing to do", state.as_str()));
-        let (kind, detail) = match action {
-            IncidentAction::Acknowledge => match state {
-                IncidentState::Open => {
-                    sqlx::query(
-                        "UPDATE incidents SET state = 'acknowledged', acknowledged_at_ms = ?, \
-                         acknowledged_by = ?, updated_at_ms = ? WHERE id = ?",
-                    )
-                    .bind(now)
-                    .bind(actor)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                    ("acknowledged", String::new())
-                }
-                IncidentState::Acknowledged => {
-                    return Err(StoreError::Conflict(format!(
-                        "{number} is already acknowledged by {}",
-                        acknowledged_by.unwrap_or_default()
-                    )));
-                }
-                _ => return Err(inactive()),
-            },
-            IncidentAction::Assign(who) if state.is_active() => {
+        let (kind, detail) = lifecycle::work(&number, state, acknowledged_by.as_deref(), action)
+            .map_err(|refused| StoreError::Conflict(refused.0))?;
+        let write = match action {
+            IncidentAction::Acknowledge => sqlx::query(
+                "UPDATE incidents SET state = 'acknowledged', acknowledged_at_ms = ?, \
+                 acknowledged_by = ?, updated_at_ms = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(actor)
+            .bind(now),
+            IncidentAction::Assign(who) => {
                 sqlx::query("UPDATE incidents SET assignee = ?, updated_at_ms = ? WHERE id = ?")
                     .bind(who)
                     .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                ("assigned", who.clone())
             }
-            IncidentAction::Resolve(note) if state.is_active() => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'resolved', resolved_at_ms = ?, \
-                     resolved_by = ?, resolution_note = ?, flapping = FALSE, updated_at_ms = ? \
-                     WHERE id = ?",
-                )
-                .bind(now)
-                .bind(actor)
-                .bind(note)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                ("resolved", note.clone())
-            }
-            IncidentAction::Assign(_) | IncidentAction::Resolve(_) => return Err(inactive()),
-            IncidentAction::Note(text) => {
-                sqlx::query("UPDATE incidents SET updated_at_ms = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                ("note", text.clone())
+            IncidentAction::Resolve(note) => sqlx::query(
+                "UPDATE incidents SET state = 'resolved', resolved_at_ms = ?, resolved_by = ?, \
+                 resolution_note = ?, flapping = FALSE, updated_at_ms = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(actor)
+            .bind(note)
+            .bind(now),
+            IncidentAction::Note(_) => {
+                sqlx::query("UPDATE incidents SET updated_at_ms = ? WHERE id = ?").bind(now)
             }
         };
+        write.bind(id).execute(&mut *tx).await.map_err(unavailable)?;
         timeline(&mut tx, id, now, kind, actor, &detail).await?;
         tx.commit().await.map_err(unavailable)?;
         drop(conn);

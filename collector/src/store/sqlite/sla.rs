@@ -216,7 +216,7 @@ impl SlaStore for SqliteStore {
             }
             applied.extend(query.fetch_all(&mut *tx).await.map_err(unavailable)?);
         }
-        let entries: Vec<(i64, &str, &str)> = batch
+        let entries: Vec<(i64, TimelineKind, &str)> = batch
             .iter()
             .filter(|(_, u)| applied.contains(&u.id))
             .flat_map(|(_, u)| u.entries.iter().map(|e| (u.id, e.kind, e.detail.as_str())))
