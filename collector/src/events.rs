@@ -12,6 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
 
+use crate::classify::FaultLevel;
 use crate::clock::UnixMs;
 use crate::ids::HostId;
 use crate::metrics as m;
@@ -220,12 +221,14 @@ impl NotificationDelivered<'_> {
                 tracing::warn!(event = %d.event_id, receiver = %for_log(&d.receiver), attempt = d.attempts + 1, error = %for_log_text(error), "notification not delivered; will retry");
                 "retry"
             }
-            DeliveryOutcome::DeadLetter { error, .. } if d.state != "dead_letter" => {
-                tracing::error!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id, attempt = d.attempts + 1, error = %for_log_text(error), "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
+            DeliveryOutcome::DeadLetter { error, .. }
+                if d.state != crate::store::DeliveryState::DeadLetter =>
+            {
+                tracing::error!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id.get(), attempt = d.attempts + 1, error = %for_log_text(error), "notification dead-lettered: retried slowly until the receiver takes it or an operator drops it");
                 "failed"
             }
             DeliveryOutcome::DeadLetter { error, .. } => {
-                tracing::warn!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id, attempt = d.attempts + 1, error = %for_log_text(error), "dead-lettered notification still not delivered");
+                tracing::warn!(event = %d.event_id, receiver = %for_log(&d.receiver), delivery = d.id.get(), attempt = d.attempts + 1, error = %for_log_text(error), "dead-lettered notification still not delivered");
                 "failed"
             }
         };
@@ -510,16 +513,16 @@ impl IncidentChanged<'_> {
         tracing::info!(
             incident = %incident_number(c.incident_id),
             change = c.change,
-            level = c.level,
+            level = c.level.as_u8(),
             rule = %for_log(&c.rule),
             resource = %for_log(&c.resource),
             "incident {}", c.change
         );
         let level = match c.level {
-            1 => "1",
-            2 => "2",
-            3 => "3",
-            _ => "4",
+            FaultLevel::L1 => "1",
+            FaultLevel::L2 => "2",
+            FaultLevel::L3 => "3",
+            FaultLevel::L4 => "4",
         };
         metrics::counter!(m::INCIDENT_CHANGES_TOTAL, "change" => c.change, "level" => level)
             .increment(1);

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, Body};
+use crate::classify::FaultLevel;
 use crate::clock::rfc3339;
 use crate::error::ErrorCode;
 use crate::store::{
@@ -72,7 +73,11 @@ pub async fn list(
     caller.require(Role::Viewer)?;
     let mut filter = IncidentFilter {
         states: query.state.as_deref().map(parse_states).transpose()?.unwrap_or_default(),
-        level: query.level,
+        level: query
+            .level
+            .map(FaultLevel::try_from)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("level: {e}")))?,
         rule: query.rule.clone(),
         limit: query.limit.unwrap_or(500).clamp(1, 10_000),
         ..IncidentFilter::default()

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::error::ErrorCode;
+use crate::ids::DeliveryId;
 use crate::store::{DeliveryRow, Role, incident_number};
 
 /// Most dead letters listed.
@@ -42,7 +43,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_fleet(Role::Operator)?;
-    let id: i64 = id.parse().map_err(|_| {
+    let id: DeliveryId = id.parse().map_err(|_| {
         ApiError::new(ErrorCode::InvalidArgument, format!("{id:?} is not a delivery id"))
     })?;
     let row = state.store.drop_delivery(id).await?;

@@ -177,7 +177,7 @@ pub async fn compliance(
     let mut levels: [LevelStats; 4] = Default::default();
     for incident in incidents.iter().filter(|i| from <= i.opened_at_ms && i.opened_at_ms < to) {
         let Some(sla) = state.store.incident_sla(incident.id).await? else { continue };
-        let stats = &mut levels[usize::from(incident.level.clamp(1, 4) - 1)];
+        let stats = &mut levels[usize::from(incident.level.as_u8() - 1)];
         stats.opened += 1;
         match sla.response_met {
             Some(true) => stats.response_met += 1,

@@ -262,7 +262,7 @@ pub async fn render_fleet(
     let mut ack = vec![Histogram::default(); 4];
     let mut resolve = vec![Histogram::default(); 4];
     for s in &stats {
-        let level = s.level.clamp(1, 4);
+        let level = s.level.as_u8();
         if s.active {
             *open.entry((s.customer.as_str(), level)).or_default() += 1;
         }

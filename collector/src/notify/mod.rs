@@ -36,8 +36,8 @@ use crate::config::NotifyConfig;
 use crate::events::NotificationDelivered;
 use crate::sla::Contracts;
 use crate::store::{
-    DeliveryOutcome, DeliveryRow, IncidentFilter, IncidentRow, IncidentState, NewDelivery, Store,
-    StoreResult, incident_number,
+    DeliveryOutcome, DeliveryRow, DeliveryState, IncidentFilter, IncidentRow, IncidentState,
+    NewDelivery, Store, StoreResult, TimelineKind, incident_number,
 };
 use alertmanager::AlertmanagerTarget;
 use payload::{DeliveryError, EventKind, IncidentSnapshot, Notification};
@@ -192,7 +192,7 @@ impl Notifier {
             let event_id = format!("{}/{}", incident_number(incident.id), item.timeline_id);
             let notification = Notification {
                 event_id: event_id.clone(),
-                kind: event_kind(&item.kind),
+                kind: event_kind(item.kind),
                 at_ms: item.at_ms,
                 incident: snapshot(&incident, tier, sla.as_ref()),
                 detail: item.detail.clone(),
@@ -267,7 +267,7 @@ impl Notifier {
         match result {
             Ok(()) => DeliveryOutcome::Delivered,
             Err(DeliveryError::Permanent(error)) => dead_letter(error),
-            Err(DeliveryError::Retry(error)) if delivery.state == "dead_letter" => {
+            Err(DeliveryError::Retry(error)) if delivery.state == DeliveryState::DeadLetter => {
                 dead_letter(error)
             }
             Err(DeliveryError::Retry(error)) if delivery.attempts + 1 >= self.max_attempts => {
@@ -337,16 +337,16 @@ impl Notifier {
     }
 }
 
-fn event_kind(kind: &str) -> EventKind {
+fn event_kind(kind: TimelineKind) -> EventKind {
     match kind {
-        "opened" => EventKind::Opened,
-        "reopened" => EventKind::Reopened,
-        "level" => EventKind::LevelChanged,
-        "acknowledged" => EventKind::Acknowledged,
-        "warning" => EventKind::Warning,
-        "escalated" => EventKind::Escalated,
-        "resolved" => EventKind::Resolved,
-        "closed" => EventKind::Closed,
+        TimelineKind::Opened => EventKind::Opened,
+        TimelineKind::Reopened => EventKind::Reopened,
+        TimelineKind::Level => EventKind::LevelChanged,
+        TimelineKind::Acknowledged => EventKind::Acknowledged,
+        TimelineKind::Warning => EventKind::Warning,
+        TimelineKind::Escalated => EventKind::Escalated,
+        TimelineKind::Resolved => EventKind::Resolved,
+        TimelineKind::Closed => EventKind::Closed,
         _ => EventKind::Assigned,
     }
 }
@@ -364,7 +364,7 @@ fn snapshot(
         hostname: incident.hostname.clone(),
         rule: incident.rule.clone(),
         resource: incident.resource.clone(),
-        level: incident.level,
+        level: incident.level.as_u8(),
         state: incident.state.as_str().to_owned(),
         tier,
         summary: incident.summary.clone(),
@@ -433,7 +433,9 @@ mod tests {
         let clock = Arc::new(ManualClock::new(2_000));
         let notifier = Notifier::new(store.clone(), clock.clone(), targets, &config).unwrap();
         let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
-        let delivery = async || store.incident_deliveries(1).await.unwrap().remove(0);
+        let delivery = async || {
+            store.incident_deliveries(crate::ids::IncidentId::new(1)).await.unwrap().remove(0)
+        };
 
         notifier.tick(&contracts).await.unwrap();
         let first = delivery().await;
@@ -480,8 +482,8 @@ mod tests {
 
         let mut attempts = Vec::new();
         for id in 1..=3 {
-            for d in store.incident_deliveries(id).await.unwrap() {
-                assert_eq!(d.state, "pending");
+            for d in store.incident_deliveries(crate::ids::IncidentId::new(id)).await.unwrap() {
+                assert_eq!(d.state, DeliveryState::Pending);
                 attempts.push(d.attempts);
             }
         }

@@ -160,7 +160,7 @@ mod tests {
 
     fn incident(level: FaultLevel) -> IncidentSla {
         IncidentSla {
-            id: 1,
+            id: crate::ids::IncidentId::new(1),
             level,
             opened_at_ms: T0,
             acknowledged_at_ms: None,

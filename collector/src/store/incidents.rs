@@ -10,7 +10,7 @@ use super::StoreResult;
 
 use crate::classify::{FaultLevel, FindingKind};
 use crate::clock::UnixMs;
-use crate::ids::{CustomerId, HostId, SiteId};
+use crate::ids::{CustomerId, HostId, IncidentId, SiteId};
 
 /// Who did something to an incident when no person did.
 pub const SYSTEM_ACTOR: &str = "vigil";
@@ -199,10 +199,10 @@ pub enum IncidentOp {
 /// What applying one [`IncidentOp`] did, for logs, metrics and (later) notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IncidentChange {
-    pub incident_id: i64,
+    pub incident_id: IncidentId,
     /// opened, reopened, level, summary, event, resolved, flapping, grouped
     pub change: &'static str,
-    pub level: u8,
+    pub level: FaultLevel,
     pub rule: String,
     pub resource: String,
 }
@@ -231,7 +231,7 @@ pub struct HostEvaluation {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IncidentRow {
-    pub id: i64,
+    pub id: IncidentId,
     /// `INC-000042`
     pub number: String,
     pub customer_id: CustomerId,
@@ -242,13 +242,13 @@ pub struct IncidentRow {
     pub hostname: Option<String>,
     pub rule: String,
     pub resource: String,
-    pub level: u8,
+    pub level: FaultLevel,
     pub summary: String,
-    pub kind: String,
+    pub kind: FindingKind,
     pub state: IncidentState,
     pub flapping: bool,
     pub recurrences: u32,
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<IncidentId>,
     pub opened_at_ms: UnixMs,
     pub updated_at_ms: UnixMs,
     pub acknowledged_at_ms: Option<UnixMs>,
@@ -260,20 +260,20 @@ pub struct IncidentRow {
     pub closed_at_ms: Option<UnixMs>,
 }
 
-pub fn incident_number(id: i64) -> String {
+pub fn incident_number(id: IncidentId) -> String {
     format!("INC-{id:06}")
 }
 
 /// Accepts `INC-000042`, `inc-42` or `42`.
-pub fn parse_incident_number(text: &str) -> Option<i64> {
+pub fn parse_incident_number(text: &str) -> Option<IncidentId> {
     let digits = text.strip_prefix("INC-").or_else(|| text.strip_prefix("inc-")).unwrap_or(text);
-    digits.parse().ok().filter(|n| *n > 0)
+    digits.parse().ok().filter(|n: &i64| *n > 0).map(IncidentId::new)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TimelineEntry {
     pub at_ms: UnixMs,
-    pub kind: String,
+    pub kind: TimelineKind,
     pub actor: String,
     pub detail: String,
 }
@@ -282,13 +282,13 @@ pub struct TimelineEntry {
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
     pub states: Vec<IncidentState>,
-    pub level: Option<u8>,
+    pub level: Option<FaultLevel>,
     pub customer_id: Option<CustomerId>,
     pub site_id: Option<SiteId>,
     pub host_id: Option<HostId>,
     pub rule: Option<String>,
     /// Only incidents filed under this one.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<IncidentId>,
     pub limit: u32,
 }
 
@@ -306,7 +306,7 @@ pub enum IncidentAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentStat {
     pub customer: String,
-    pub level: u8,
+    pub level: FaultLevel,
     /// Open or acknowledged.
     pub active: bool,
     /// When its SLA clocks started (opening or latest reopening).
@@ -336,16 +336,16 @@ pub trait IncidentStore: Send + Sync {
     /// Newest first.
     async fn list_incidents(&self, filter: &IncidentFilter) -> StoreResult<Vec<IncidentRow>>;
 
-    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>>;
+    async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>>;
 
     /// Oldest first.
-    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>>;
+    async fn incident_timeline(&self, id: IncidentId) -> StoreResult<Vec<TimelineEntry>>;
 
     /// A person works an incident. `NotFound` for an unknown id, `Conflict` when the action
     /// does not fit its state (acknowledging a resolved incident).
     async fn work_incident(
         &self,
-        id: i64,
+        id: IncidentId,
         action: &IncidentAction,
         actor: &str,
         now: UnixMs,

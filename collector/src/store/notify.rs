@@ -6,15 +6,17 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::StoreResult;
+use super::TimelineKind;
 use crate::clock::UnixMs;
+use crate::ids::{DeliveryId, IncidentId, OutboxId, TimelineId};
 
 /// A notifiable incident change waiting to be fanned out to receivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
-    pub id: i64,
-    pub incident_id: i64,
-    pub timeline_id: i64,
-    pub kind: String,
+    pub id: OutboxId,
+    pub incident_id: IncidentId,
+    pub timeline_id: TimelineId,
+    pub kind: TimelineKind,
     pub detail: String,
     pub at_ms: UnixMs,
 }
@@ -29,8 +31,8 @@ pub struct NewDelivery {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeliveryRow {
-    pub id: i64,
-    pub incident_id: i64,
+    pub id: DeliveryId,
+    pub incident_id: IncidentId,
     pub event_id: String,
     pub receiver: String,
     #[serde(skip)]
@@ -39,11 +41,46 @@ pub struct DeliveryRow {
     /// used up or refused by the receiver: still retried every `notify.dead_letter_retry`
     /// until delivered or dropped), `dropped` (given up by an operator), or `failed` (given
     /// up by a collector from before dead letters).
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at_ms: UnixMs,
     pub last_error: Option<String>,
     pub delivered_at_ms: Option<UnixMs>,
+}
+
+/// Where a delivery stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet: retried with backoff.
+    Pending,
+    Delivered,
+    /// `notify.max_attempts` used up or refused by the receiver: still retried every
+    /// `notify.dead_letter_retry` until delivered or dropped.
+    DeadLetter,
+    /// Given up by an operator.
+    Dropped,
+    /// Given up by a collector from before dead letters.
+    Failed,
+}
+
+impl DeliveryState {
+    pub const ALL: [Self; 5] =
+        [Self::Pending, Self::Delivered, Self::DeadLetter, Self::Dropped, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::DeadLetter => "dead_letter",
+            Self::Dropped => "dropped",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
 }
 
 /// What one delivery attempt came to.
@@ -79,8 +116,8 @@ pub trait NotifyStore: Send + Sync {
     /// Creates the deliveries of an outbox item and marks it fanned out, in one transaction.
     async fn fan_out(
         &self,
-        outbox_id: i64,
-        incident_id: i64,
+        outbox_id: OutboxId,
+        incident_id: IncidentId,
         deliveries: &[NewDelivery],
         now: UnixMs,
     ) -> StoreResult<()>;
@@ -99,16 +136,16 @@ pub trait NotifyStore: Send + Sync {
     /// An operator gives a dead-lettered delivery up: it becomes `dropped`, is never sent,
     /// and no longer holds back the later events of its incident to its receiver. `NotFound`
     /// for an unknown id, `Conflict` when it is not dead-lettered.
-    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow>;
+    async fn drop_delivery(&self, id: DeliveryId) -> StoreResult<DeliveryRow>;
 
     async fn record_delivery(
         &self,
-        id: i64,
+        id: DeliveryId,
         outcome: &DeliveryOutcome,
         now: UnixMs,
     ) -> StoreResult<()>;
 
-    async fn incident_deliveries(&self, incident: i64) -> StoreResult<Vec<DeliveryRow>>;
+    async fn incident_deliveries(&self, incident: IncidentId) -> StoreResult<Vec<DeliveryRow>>;
 
     /// (outbox items not fanned out, deliveries pending).
     async fn notification_backlog(&self) -> StoreResult<(u64, u64)>;

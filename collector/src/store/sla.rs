@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::StoreResult;
 use crate::classify::FaultLevel;
 use crate::clock::UnixMs;
-use crate::ids::{CustomerId, HostId, SiteId};
+use crate::ids::{CustomerId, HostId, IncidentId, SiteId};
 
 /// A customer's stored contract (JSON of `crate::sla::contract::Contract`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct IncidentSlaView {
 /// What the sweep knows about one incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentSla {
-    pub id: i64,
+    pub id: IncidentId,
     pub level: FaultLevel,
     pub opened_at_ms: UnixMs,
     pub acknowledged_at_ms: Option<UnixMs>,
@@ -69,7 +69,7 @@ pub struct SlaEntry {
 /// The new SLA state of one incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaUpdate {
-    pub id: i64,
+    pub id: IncidentId,
     pub tier: u8,
     pub sla_level: u8,
     pub response_due_ms: UnixMs,
@@ -114,5 +114,5 @@ pub trait SlaStore: Send + Sync {
     /// is still as the sweep saw it. Returns how many were applied.
     async fn apply_sla(&self, batch: &[(IncidentSla, SlaUpdate)], now: UnixMs) -> StoreResult<u64>;
 
-    async fn incident_sla(&self, id: i64) -> StoreResult<Option<IncidentSlaView>>;
+    async fn incident_sla(&self, id: IncidentId) -> StoreResult<Option<IncidentSlaView>>;
 }

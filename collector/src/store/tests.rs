@@ -4,7 +4,7 @@
 use super::*;
 use crate::classify::{FaultLevel, FindingKind};
 use crate::clock::UnixMs;
-use crate::ids::{CustomerId, HostId, SiteId};
+use crate::ids::{CustomerId, HostId, IncidentId, SiteId};
 
 /// A report of `host`'s `instance` numbered `seq`, collected at `at` and received 5 ms later.
 pub fn record(host: HostId, instance: &str, seq: u64, at: UnixMs) -> ReportRecord {
@@ -552,7 +552,7 @@ pub async fn incidents_are_one_per_fingerprint_and_reopen_within_the_window(stor
     assert_eq!(all.len(), 1);
     assert_eq!(
         (all[0].level, all[0].summary.as_str(), all[0].number.as_str()),
-        (1, "md0 failed", incident_number(id).as_str())
+        (FaultLevel::L1, "md0 failed", incident_number(id).as_str())
     );
 
     let resolve = IncidentOp::Resolve { fingerprint: fp.clone(), reason: "cleared".into() };
@@ -568,8 +568,8 @@ pub async fn incidents_are_one_per_fingerprint_and_reopen_within_the_window(stor
     let changes = apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], later).await;
     assert_eq!(changes[0].change, "opened");
     assert_ne!(changes[0].incident_id, id);
-    let kinds: Vec<String> =
-        store.incident_timeline(id).await.unwrap().into_iter().map(|t| t.kind).collect();
+    let kinds: Vec<&str> =
+        store.incident_timeline(id).await.unwrap().into_iter().map(|t| t.kind.as_str()).collect();
     assert_eq!(kinds, ["opened", "level", "resolved", "reopened", "resolved"]);
 }
 
@@ -604,7 +604,14 @@ pub async fn people_work_incidents_through_their_states(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.work_incident(999_999, &IncidentAction::Acknowledge, "token:bob", 4_500).await,
+        store
+            .work_incident(
+                IncidentId::new(999_999),
+                &IncidentAction::Acknowledge,
+                "token:bob",
+                4_500
+            )
+            .await,
         Err(StoreError::NotFound(_))
     ));
     // A note is still welcome after resolution; closing comes later.
@@ -865,7 +872,7 @@ pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store:
         dead.iter().map(|d| d.id).collect::<Vec<_>>(),
         due.iter().map(|d| d.id).collect::<Vec<_>>()
     );
-    assert!(dead.iter().all(|d| d.state == "dead_letter" && d.attempts == 1));
+    assert!(dead.iter().all(|d| d.state == DeliveryState::DeadLetter && d.attempts == 1));
     // Not due before its slow retry, and the later events wait behind it: order holds.
     assert!(store.due_deliveries(9_999, 10).await.unwrap().is_empty());
     let retried = store.due_deliveries(10_000, 10).await.unwrap();
@@ -885,14 +892,17 @@ pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store:
 
     // An operator drops the other: never due again, and its receiver's next event goes on.
     assert!(matches!(store.drop_delivery(hook).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.drop_delivery(999_999).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.drop_delivery(crate::ids::DeliveryId::new(999_999)).await,
+        Err(StoreError::NotFound(_))
+    ));
     let dropped = store.drop_delivery(gone).await.unwrap();
     assert_eq!((dropped.id, dropped.state.as_str()), (gone, "dropped"));
     assert!(matches!(store.drop_delivery(gone).await, Err(StoreError::Conflict(_))));
     assert!(store.dead_letter_counts().await.unwrap().is_empty());
     let next = store.due_deliveries(10_000, 10).await.unwrap();
     assert_eq!(next.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
-    assert!(next.iter().all(|d| d.state == "pending" && d.id != gone));
+    assert!(next.iter().all(|d| d.state == DeliveryState::Pending && d.id != gone));
 }
 
 macro_rules! store_test_suite {

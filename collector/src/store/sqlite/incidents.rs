@@ -20,7 +20,7 @@ const INCIDENT_COLUMNS: &str = "i.id, i.customer_id, c.name AS customer, i.site_
      JOIN sites s ON s.id = i.site_id LEFT JOIN hosts h ON h.id = i.host_id";
 
 fn incident_row(row: &SqliteRow) -> StoreResult<IncidentRow> {
-    let id: i64 = row.try_get("id").map_err(corrupt)?;
+    let id: IncidentId = row.try_get("id").map_err(corrupt)?;
     let state: String = row.try_get("state").map_err(corrupt)?;
     Ok(IncidentRow {
         id,
@@ -33,9 +33,9 @@ fn incident_row(row: &SqliteRow) -> StoreResult<IncidentRow> {
         hostname: row.try_get("hostname").map_err(corrupt)?,
         rule: row.try_get("rule").map_err(corrupt)?,
         resource: row.try_get("resource").map_err(corrupt)?,
-        level: row.try_get::<i64, _>("level").map_err(corrupt)? as u8,
+        level: level_column(row, "level")?,
         summary: row.try_get("summary").map_err(corrupt)?,
-        kind: row.try_get("kind").map_err(corrupt)?,
+        kind: named_column(row, "kind", finding_kind)?,
         state: IncidentState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("bad incident state {state:?}")))?,
         flapping: row.try_get("flapping").map_err(corrupt)?,
@@ -53,18 +53,11 @@ fn incident_row(row: &SqliteRow) -> StoreResult<IncidentRow> {
     })
 }
 
-fn kind_str(kind: FindingKind) -> &'static str {
-    match kind {
-        FindingKind::State => "state",
-        FindingKind::Event => "event",
-    }
-}
-
 /// The active incident of a fingerprint: (id, level, summary).
 async fn active(
     tx: &mut SqliteConnection,
     fingerprint: &str,
-) -> StoreResult<Option<(i64, FaultLevel, String)>> {
+) -> StoreResult<Option<(IncidentId, FaultLevel, String)>> {
     let row = sqlx::query(&format!(
         "SELECT id, level, summary FROM incidents WHERE fingerprint = ? AND {ACTIVE}"
     ))
@@ -75,18 +68,11 @@ async fn active(
     row.map(|r| {
         Ok((
             r.try_get("id").map_err(corrupt)?,
-            level(r.try_get("level").map_err(corrupt)?)?,
+            fault_level(r.try_get("level").map_err(corrupt)?)?,
             r.try_get("summary").map_err(corrupt)?,
         ))
     })
     .transpose()
-}
-
-fn level(stored: i64) -> StoreResult<FaultLevel> {
-    u8::try_from(stored)
-        .ok()
-        .and_then(FaultLevel::from_u8)
-        .ok_or_else(|| StoreError::Corrupt(format!("bad incident level {stored}")))
 }
 
 async fn active_on_host(
@@ -94,7 +80,7 @@ async fn active_on_host(
     host: HostId,
     rule: &str,
     resource: &str,
-) -> StoreResult<Option<i64>> {
+) -> StoreResult<Option<IncidentId>> {
     sqlx::query_scalar(&format!(
         "SELECT id FROM incidents WHERE host_id = ? AND rule = ? AND resource = ? AND {ACTIVE}"
     ))
@@ -110,13 +96,13 @@ async fn active_on_host(
 /// what the SLA clocks depend on marks the incident for the next SLA sweep.
 pub(super) async fn timeline(
     tx: &mut SqliteConnection,
-    incident: i64,
+    incident: IncidentId,
     at: UnixMs,
     kind: TimelineKind,
     actor: &str,
     detail: &str,
 ) -> StoreResult<()> {
-    let entry: i64 = sqlx::query_scalar(
+    let entry: TimelineId = sqlx::query_scalar(
         "INSERT INTO incident_timeline (incident_id, at_ms, kind, actor, detail) \
          VALUES (?, ?, ?, ?, ?) RETURNING id",
     )
@@ -153,7 +139,7 @@ pub(super) async fn timeline(
 /// multi-row inserts, the notifiable ones entering the outbox.
 pub(super) async fn timeline_batch(
     tx: &mut SqliteConnection,
-    entries: &[(i64, TimelineKind, &str)],
+    entries: &[(IncidentId, TimelineKind, &str)],
     at: UnixMs,
 ) -> StoreResult<()> {
     debug_assert!(entries.iter().all(|(_, kind, _)| !kind.resets_sla()));
@@ -171,7 +157,7 @@ pub(super) async fn timeline_batch(
                 query.bind(incident).bind(at).bind(kind.as_str()).bind(SYSTEM_ACTOR).bind(*detail);
         }
         let rows = query.fetch_all(&mut *tx).await.map_err(unavailable)?;
-        let mut notify: Vec<(i64, i64)> = Vec::new();
+        let mut notify: Vec<(IncidentId, TimelineId)> = Vec::new();
         for row in &rows {
             let kind: String = row.try_get("kind").map_err(corrupt)?;
             if TimelineKind::parse(&kind).is_some_and(TimelineKind::notifies) {
@@ -201,8 +187,8 @@ pub(super) async fn timeline_batch(
 /// Files `child` under `parent` unless it already is under something.
 async fn group_under(
     tx: &mut SqliteConnection,
-    child: i64,
-    parent: i64,
+    child: IncidentId,
+    parent: IncidentId,
     now: UnixMs,
 ) -> StoreResult<bool> {
     let moved = sqlx::query(
@@ -245,14 +231,14 @@ async fn raise(
     op: &Raise<'_>,
     reopen_within_ms: i64,
     now: UnixMs,
-) -> StoreResult<(i64, Option<TimelineKind>)> {
+) -> StoreResult<(IncidentId, Option<TimelineKind>)> {
     let key = op.fingerprint.key();
     let raised = lifecycle::Raised { level: op.level, summary: op.summary, kind: op.kind };
     let active = active(tx, &key).await?;
     let last_resolved = match &active {
         Some(_) => None,
         None => {
-            let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            let row: Option<(IncidentId, i64, i64)> = sqlx::query_as(
                 "SELECT id, resolved_at_ms, recurrences FROM incidents \
                  WHERE fingerprint = ? AND state = 'resolved' \
                  ORDER BY resolved_at_ms DESC LIMIT 1",
@@ -306,7 +292,7 @@ async fn raise(
             )
             .bind(level)
             .bind(op.summary)
-            .bind(kind_str(op.kind))
+            .bind(finding_kind_name(op.kind))
             .bind(i64::from(recurrences))
             .bind(now)
             .bind(now)
@@ -319,7 +305,7 @@ async fn raise(
         }
         (RaiseOutcome::Open { entry: (kind, detail) }, _, _) => {
             let fp = op.fingerprint;
-            let id: i64 = sqlx::query_scalar(
+            let id: IncidentId = sqlx::query_scalar(
                 "INSERT INTO incidents (fingerprint, customer_id, site_id, host_id, rule, \
                  resource, level, summary, kind, state, opened_at_ms, updated_at_ms) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
@@ -332,7 +318,7 @@ async fn raise(
             .bind(&fp.resource)
             .bind(level)
             .bind(op.summary)
-            .bind(kind_str(op.kind))
+            .bind(finding_kind_name(op.kind))
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -354,11 +340,11 @@ async fn apply_op(
     now: UnixMs,
     changes: &mut Vec<IncidentChange>,
 ) -> StoreResult<()> {
-    let mut record = |id: i64, change: TimelineKind, level: FaultLevel, fp: &Fingerprint| {
+    let mut record = |id: IncidentId, change: TimelineKind, level: FaultLevel, fp: &Fingerprint| {
         changes.push(IncidentChange {
             incident_id: id,
             change: change.as_str(),
-            level: level.as_u8(),
+            level,
             rule: fp.rule.clone(),
             resource: fp.resource.clone(),
         })
@@ -389,7 +375,7 @@ async fn apply_op(
             {
                 group_under(tx, id, parent_id, now).await?;
             }
-            let mut children: Vec<i64> = Vec::new();
+            let mut children: Vec<IncidentId> = Vec::new();
             if *group_host {
                 children = sqlx::query_scalar(&format!(
                     "SELECT id FROM incidents WHERE host_id = ? AND {ACTIVE} AND id <> ?"
@@ -401,7 +387,7 @@ async fn apply_op(
                 .map_err(unavailable)?;
             } else {
                 for resource in groups {
-                    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+                    let ids: Vec<IncidentId> = sqlx::query_scalar(&format!(
                         "SELECT id FROM incidents WHERE host_id = ? AND resource = ? \
                          AND {ACTIVE} AND id <> ?"
                     ))
@@ -581,7 +567,7 @@ impl IncidentStore for SqliteStore {
         sql.push_str(" ORDER BY i.id DESC LIMIT ?");
         let mut query = sqlx::query(&sql);
         if let Some(level) = filter.level {
-            query = query.bind(i64::from(level));
+            query = query.bind(i64::from(level.as_u8()));
         }
         if let Some(id) = filter.customer_id {
             query = query.bind(id.to_string());
@@ -603,7 +589,7 @@ impl IncidentStore for SqliteStore {
         rows.iter().map(incident_row).collect()
     }
 
-    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRow>> {
+    async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>> {
         let row = sqlx::query(&format!("SELECT {INCIDENT_COLUMNS} WHERE i.id = ?"))
             .bind(id)
             .fetch_optional(&self.read)
@@ -612,7 +598,7 @@ impl IncidentStore for SqliteStore {
         row.as_ref().map(incident_row).transpose()
     }
 
-    async fn incident_timeline(&self, id: i64) -> StoreResult<Vec<TimelineEntry>> {
+    async fn incident_timeline(&self, id: IncidentId) -> StoreResult<Vec<TimelineEntry>> {
         let rows = sqlx::query(
             "SELECT at_ms, kind, actor, detail FROM incident_timeline \
              WHERE incident_id = ? ORDER BY id",
@@ -625,7 +611,7 @@ impl IncidentStore for SqliteStore {
             .map(|row| {
                 Ok(TimelineEntry {
                     at_ms: row.try_get("at_ms").map_err(corrupt)?,
-                    kind: row.try_get("kind").map_err(corrupt)?,
+                    kind: named_column(row, "kind", TimelineKind::parse)?,
                     actor: row.try_get("actor").map_err(corrupt)?,
                     detail: row.try_get("detail").map_err(corrupt)?,
                 })
@@ -635,7 +621,7 @@ impl IncidentStore for SqliteStore {
 
     async fn work_incident(
         &self,
-        id: i64,
+        id: IncidentId,
         action: &IncidentAction,
         actor: &str,
         now: UnixMs,
@@ -734,7 +720,7 @@ impl IncidentStore for SqliteStore {
                 let state: String = row.try_get("state").map_err(corrupt)?;
                 Ok(IncidentStat {
                     customer: row.try_get("customer").map_err(corrupt)?,
-                    level: row.try_get::<i64, _>("level").map_err(corrupt)? as u8,
+                    level: level_column(row, "level")?,
                     active: state == "open" || state == "acknowledged",
                     clock_start_ms: row.try_get("start_ms").map_err(corrupt)?,
                     acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(corrupt)?,

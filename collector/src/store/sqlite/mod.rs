@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use super::*;
 use crate::classify::{FaultLevel, FindingKind};
 use crate::clock::UnixMs;
-use crate::ids::{CustomerId, HostId, SiteId};
+use crate::ids::{CustomerId, DeliveryId, HostId, IncidentId, OutboxId, SiteId, TimelineId};
 
 mod access;
 mod enrolment;
@@ -141,6 +141,40 @@ pub(super) fn optional_id<T: FromStr>(
     column: &str,
 ) -> StoreResult<Option<T>> {
     row.try_get::<Option<String>, _>(column).map_err(corrupt)?.map(|id| parse_id(&id)).transpose()
+}
+
+/// Reads a text column that holds one of an enum's names (`parse` reads them back).
+pub(super) fn named_column<T>(
+    row: &SqliteRow,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> StoreResult<T> {
+    let text: String = row.try_get(column).map_err(corrupt)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("bad {column} {text:?}")))
+}
+
+/// Reads a fault level column (1–4).
+pub(super) fn level_column(row: &SqliteRow, column: &str) -> StoreResult<FaultLevel> {
+    fault_level(row.try_get(column).map_err(corrupt)?)
+}
+
+pub(super) fn fault_level(stored: i64) -> StoreResult<FaultLevel> {
+    u8::try_from(stored)
+        .ok()
+        .and_then(FaultLevel::from_u8)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad fault level {stored}")))
+}
+
+/// How a finding kind is stored.
+pub(super) fn finding_kind_name(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::State => "state",
+        FindingKind::Event => "event",
+    }
+}
+
+pub(super) fn finding_kind(text: &str) -> Option<FindingKind> {
+    [FindingKind::State, FindingKind::Event].into_iter().find(|k| finding_kind_name(*k) == text)
 }
 
 #[async_trait]

@@ -15,7 +15,7 @@ fn delivery_row(row: &SqliteRow) -> StoreResult<DeliveryRow> {
         event_id: row.try_get("event_id").map_err(corrupt)?,
         receiver: row.try_get("receiver").map_err(corrupt)?,
         payload: row.try_get("payload").map_err(corrupt)?,
-        state: row.try_get("state").map_err(corrupt)?,
+        state: named_column(row, "state", DeliveryState::parse)?,
         attempts: row.try_get::<i64, _>("attempts").map_err(corrupt)? as u32,
         next_attempt_at_ms: row.try_get("next_attempt_at_ms").map_err(corrupt)?,
         last_error: row.try_get("last_error").map_err(corrupt)?,
@@ -41,7 +41,7 @@ impl NotifyStore for SqliteStore {
                     id: row.try_get("id").map_err(corrupt)?,
                     incident_id: row.try_get("incident_id").map_err(corrupt)?,
                     timeline_id: row.try_get("timeline_id").map_err(corrupt)?,
-                    kind: row.try_get("kind").map_err(corrupt)?,
+                    kind: named_column(row, "kind", TimelineKind::parse)?,
                     detail: row.try_get("detail").map_err(corrupt)?,
                     at_ms: row.try_get("at_ms").map_err(corrupt)?,
                 })
@@ -51,8 +51,8 @@ impl NotifyStore for SqliteStore {
 
     async fn fan_out(
         &self,
-        outbox_id: i64,
-        incident_id: i64,
+        outbox_id: OutboxId,
+        incident_id: IncidentId,
         deliveries: &[NewDelivery],
         now: UnixMs,
     ) -> StoreResult<()> {
@@ -130,7 +130,7 @@ impl NotifyStore for SqliteStore {
             .collect()
     }
 
-    async fn drop_delivery(&self, id: i64) -> StoreResult<DeliveryRow> {
+    async fn drop_delivery(&self, id: DeliveryId) -> StoreResult<DeliveryRow> {
         let mut conn = self.writer().await;
         let dropped = sqlx::query(
             "UPDATE deliveries SET state = 'dropped' WHERE id = ? AND state = 'dead_letter'",
@@ -152,7 +152,7 @@ impl NotifyStore for SqliteStore {
             return Err(StoreError::Conflict(format!(
                 "notification delivery {id} is {}, not dead-lettered: only a dead letter can be \
                  dropped",
-                row.state
+                row.state.as_str()
             )));
         }
         Ok(row)
@@ -160,7 +160,7 @@ impl NotifyStore for SqliteStore {
 
     async fn record_delivery(
         &self,
-        id: i64,
+        id: DeliveryId,
         outcome: &DeliveryOutcome,
         now: UnixMs,
     ) -> StoreResult<()> {
@@ -187,7 +187,7 @@ impl NotifyStore for SqliteStore {
         Ok(())
     }
 
-    async fn incident_deliveries(&self, incident: i64) -> StoreResult<Vec<DeliveryRow>> {
+    async fn incident_deliveries(&self, incident: IncidentId) -> StoreResult<Vec<DeliveryRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE incident_id = ? ORDER BY id"
         ))

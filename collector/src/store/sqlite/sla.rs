@@ -195,7 +195,7 @@ impl SlaStore for SqliteStore {
                  AND COALESCE(incidents.sla_start_ms, incidents.opened_at_ms) = v.seen_start \
                  RETURNING incidents.id",
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            let mut query = sqlx::query_scalar::<_, IncidentId>(&sql);
             for (seen, u) in chunk {
                 query = query
                     .bind(u.id)
@@ -216,7 +216,7 @@ impl SlaStore for SqliteStore {
             }
             applied.extend(query.fetch_all(&mut *tx).await.map_err(unavailable)?);
         }
-        let entries: Vec<(i64, TimelineKind, &str)> = batch
+        let entries: Vec<(IncidentId, TimelineKind, &str)> = batch
             .iter()
             .filter(|(_, u)| applied.contains(&u.id))
             .flat_map(|(_, u)| u.entries.iter().map(|e| (u.id, e.kind, e.detail.as_str())))
@@ -226,7 +226,7 @@ impl SlaStore for SqliteStore {
         Ok(applied.len() as u64)
     }
 
-    async fn incident_sla(&self, id: i64) -> StoreResult<Option<IncidentSlaView>> {
+    async fn incident_sla(&self, id: IncidentId) -> StoreResult<Option<IncidentSlaView>> {
         let row = sqlx::query(
             "SELECT tier, response_due_ms, resolution_due_ms, response_met, resolution_met, \
              COALESCE(sla_start_ms, opened_at_ms) AS start_ms FROM incidents WHERE id = ?",
