@@ -52,6 +52,11 @@ pub struct AppState {
     pub host_metrics: crate::exporter::HostMetrics,
     /// True while this replica holds the runner lease: it then exports the fleet series.
     pub holding: Arc<std::sync::atomic::AtomicBool>,
+    /// The background tasks' status (`GET /api/v1/tasks`).
+    pub tasks: crate::tasks::TaskStatuses,
+    /// Runs the revocation poll now: after a revocation, so this replica's streams of the
+    /// host end at once.
+    pub revocation_poll: crate::tasks::Activator,
 }
 
 pub fn router(state: AppState) -> axum::Router {

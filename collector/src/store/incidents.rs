@@ -107,6 +107,18 @@ pub struct IncidentChange {
     pub resource: String,
 }
 
+impl IncidentChange {
+    /// True when the change wrote a timeline entry that entered the outbox: a notification
+    /// is waiting to go out, and the incident's SLA clocks are to be looked at again.
+    pub fn enters_outbox(&self) -> bool {
+        NOTIFIABLE.contains(&self.change)
+    }
+}
+
+/// Timeline kinds that go out as notifications (through the outbox, same transaction).
+pub const NOTIFIABLE: &[&str] =
+    &["opened", "reopened", "level", "acknowledged", "resolved", "warning", "escalated"];
+
 /// The classifier memory and condition tracking of one host, as stored.
 #[derive(Debug, Clone)]
 pub struct HostEvalState {

@@ -104,10 +104,6 @@ async fn active_on_host(
     .map_err(unavailable)
 }
 
-/// Timeline kinds that go out as notifications (through the outbox, same transaction).
-pub(super) const NOTIFIABLE: &[&str] =
-    &["opened", "reopened", "level", "acknowledged", "resolved", "warning", "escalated"];
-
 /// Timeline kinds after which the SLA clocks must be looked at again.
 const SLA_RELEVANT: &[&str] = &["opened", "reopened", "level", "acknowledged", "resolved"];
 
