@@ -11,6 +11,7 @@ pub mod listener;
 pub mod maintenance;
 pub mod notifications;
 pub mod sla;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> axum::Router {
             "/api/v1/test-clock",
             get(maintenance::test_clock).post(maintenance::move_test_clock),
         )
+        .route("/api/v1/tasks", get(tasks::list))
         .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
