@@ -479,7 +479,8 @@ pub struct RetentionSwept {
     pub rollups: u64,
     /// Host series forgotten because their roll-ups all expired.
     pub series: u64,
-    /// Transactions the deletions took (each at most `tasks::PRUNE_BATCH_ROWS` rows).
+    /// Transactions the deletions took (each at most `tasks::retention::PRUNE_BATCH_ROWS`
+    /// rows).
     pub batches: u64,
 }
 
@@ -498,6 +499,39 @@ impl RetentionSwept {
             .increment(self.rollups);
         metrics::counter!(m::RETENTION_DELETED_TOTAL, "table" => "host_series")
             .increment(self.series);
+    }
+}
+
+/// A background task finished one run (see [`crate::tasks`]). The task logs what went wrong
+/// itself; this counts the run and records how long it took.
+#[derive(Debug)]
+pub struct BackgroundTaskRan<'a> {
+    pub task: &'static str,
+    pub outcome: &'a crate::tasks::TaskOutcome,
+    pub took: std::time::Duration,
+}
+
+impl BackgroundTaskRan<'_> {
+    /// Makes the task's counters exist, at 0, from its registration on.
+    pub fn register(task: &'static str) {
+        for outcome in ["ok", "error"] {
+            metrics::counter!(m::BACKGROUND_TASK_ACTIVATIONS_TOTAL, "task" => task, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+
+    pub fn emit(&self) {
+        tracing::debug!(
+            task = self.task,
+            outcome = self.outcome.as_str(),
+            summary = self.outcome.summary(),
+            took_ms = self.took.as_millis() as u64,
+            "background task ran"
+        );
+        metrics::counter!(m::BACKGROUND_TASK_ACTIVATIONS_TOTAL, "task" => self.task, "outcome" => self.outcome.as_str())
+            .increment(1);
+        metrics::gauge!(m::BACKGROUND_TASK_LAST_DURATION_SECONDS, "task" => self.task)
+            .set(self.took.as_secs_f64());
     }
 }
 

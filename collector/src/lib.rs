@@ -3,9 +3,10 @@
 //! Data flows one way: [`ingest`] (validate, identify, commit, acknowledge) → [`classify`]
 //! (findings) → [`incidents`] (hysteresis, silence, grouping) → [`store`] → [`api`] and
 //! [`metrics`] for operators. [`sla`] runs the incidents' clocks and escalation and [`notify`]
-//! delivers every change from the store's outbox, both on the holder of the [`lease`]. Every
-//! stage reaches state through the [`store::Store`] trait only, and reads time through
-//! [`clock::Clock`].
+//! delivers every change from the store's outbox, both on the holder of the [`lease`]. Work
+//! done on a timer (retention, silence, the SLA sweep, notifications, the revocation poll) runs
+//! as [`tasks`] under one driver, on its period and on demand. Every stage reaches state
+//! through the [`store::Store`] trait only, and reads time through [`clock::Clock`].
 
 pub mod admin_token;
 pub mod api;

@@ -29,6 +29,9 @@ pub const EVALUATION_LATENCY_SECONDS: &str = "vigil_incident_evaluation_latency_
 pub const INCIDENT_EVALUATION_ERRORS_TOTAL: &str = "vigil_incident_evaluation_errors_total";
 pub const API_UNAUTHENTICATED_TOTAL: &str = "vigil_api_unauthenticated_requests_total";
 pub const LOG_LINES_SUPPRESSED_TOTAL: &str = "vigil_log_lines_suppressed_total";
+pub const BACKGROUND_TASK_ACTIVATIONS_TOTAL: &str = "vigil_background_task_activations_total";
+pub const BACKGROUND_TASK_LAST_DURATION_SECONDS: &str =
+    "vigil_background_task_last_duration_seconds";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -155,6 +158,16 @@ fn describe() {
          before, by event; the rejections themselves are counted in full by their own counter."
     );
     describe_counter!(
+        BACKGROUND_TASK_ACTIVATIONS_TOTAL,
+        "Finished runs of each background task (retention, sla_sweep, notifications, silence, \
+         revocation), by task and outcome (ok, error)."
+    );
+    describe_gauge!(
+        BACKGROUND_TASK_LAST_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long the latest finished run of each background task took, by task."
+    );
+    describe_counter!(
         INCIDENT_CHANGES_TOTAL,
         "Incident changes made by the collector (opened, reopened, level, event, resolved, \
          flapping, grouped), by change and level."
@@ -186,6 +199,8 @@ mod tests {
             ENROLLMENTS_TOTAL,
             API_UNAUTHENTICATED_TOTAL,
             LOG_LINES_SUPPRESSED_TOTAL,
+            BACKGROUND_TASK_ACTIVATIONS_TOTAL,
+            BACKGROUND_TASK_LAST_DURATION_SECONDS,
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/metrics.md");
         }

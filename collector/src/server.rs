@@ -20,7 +20,8 @@ use crate::ingest::{IngestService, commit::CommitQueue};
 use crate::maintenance::Maintenance;
 use crate::pki::{CaFiles, CertificateAuthority};
 use crate::store::{Store, sqlite::SqliteStore};
-use crate::{tasks, tls};
+use crate::tasks::{self, Activator, Driver};
+use crate::tls;
 
 /// What a started collector tells its caller (addresses differ from the config for port 0).
 #[derive(Debug, Clone)]
@@ -200,25 +201,24 @@ pub async fn run(
 
     let maintenance = Maintenance::default();
     maintenance.reload(store.as_ref()).await.context("loading maintenance windows")?;
+    // Made before the tasks they start, so the stages that ask for a run can be given them.
+    let sla_sweep = Activator::new();
+    let notifications = Activator::new();
+    let revocation_poll = Activator::new();
+    let on_outbox = vec![sla_sweep.clone(), notifications.clone()];
     let evaluation = Evaluator::new(
         store.clone(),
         clock.clone(),
         Policy::new(rules, &config.incidents),
         maintenance.clone(),
     )
+    .activating_on_outbox(on_outbox.clone())
     .spawn();
     let queue = CommitQueue::spawn(
         store.clone(),
         Some(evaluation),
         config.ingest.max_batch,
         4 * config.ingest.max_batch,
-    );
-    tasks::spawn_retention(store.clone(), clock.clone(), config.retention.clone());
-    silence::spawn_sweeper(
-        store.clone(),
-        clock.clone(),
-        Arc::new(config.clone()),
-        maintenance.clone(),
     );
 
     let holder = crate::lease::replica_id(&config.data_dir)
@@ -229,18 +229,55 @@ pub async fn run(
     let receivers: Vec<String> = notifier.receiver_names().iter().map(|s| s.to_string()).collect();
     let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let host_metrics = crate::exporter::HostMetrics::new(config.metrics.max_series_per_host);
-    tasks::Runner {
-        holding: holding.clone(),
-        store: store.clone(),
-        clock: clock.clone(),
-        lease: crate::lease::Lease::new(store.clone(), clock.clone(), holder, config.sla.lease_ttl),
-        maintenance: maintenance.clone(),
-        notifier,
-    }
-    .spawn(config.sla.sweep_every);
+
+    let mut driver = Driver::new(clock.clone());
+    driver.register(
+        tasks::retention::Retention {
+            store: store.clone(),
+            clock: clock.clone(),
+            retention: config.retention.clone(),
+        },
+        config.retention.sweep_every.max(std::time::Duration::from_secs(1)),
+        &Activator::new(),
+    );
+    driver.register(
+        silence::SilenceSweeper::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(config.clone()),
+            maintenance.clone(),
+            on_outbox,
+        ),
+        config.incidents.sweep_every,
+        &Activator::new(),
+    );
+    let lease =
+        crate::lease::Lease::new(store.clone(), clock.clone(), holder, config.sla.lease_ttl);
+    driver.register(
+        tasks::sla_sweep::SlaSweep::new(
+            store.clone(),
+            clock.clone(),
+            lease,
+            maintenance.clone(),
+            receivers.clone(),
+            holding.clone(),
+        ),
+        config.sla.sweep_every,
+        &sla_sweep,
+    );
+    driver.register(
+        tasks::notifications::Notifications {
+            store: store.clone(),
+            notifier,
+            holding: holding.clone(),
+        },
+        config.sla.sweep_every,
+        &notifications,
+    );
+    let (revocations, poll) = Revocations::load(store.clone()).await;
+    driver.register(poll, config.ingest.revocation_poll, &revocation_poll);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let revocations = Revocations::spawn(store.clone(), config.ingest.revocation_poll).await;
     let ingest = IngestService::new(
         store.clone(),
         queue,
@@ -270,6 +307,8 @@ pub async fn run(
         receivers: Arc::new(receivers),
         host_metrics,
         holding,
+        tasks: driver.statuses(),
+        revocation_poll,
     });
     let app = api::with_limits(app, config.http.max_body_bytes, config.http.request_timeout);
     let limits = tls::Limits::from_config(&config.grpc);

@@ -155,6 +155,7 @@ fn walk(kind: &str) -> Vec<Probe> {
             "/api/v1/notifications/dead-letters",
             None,
         ),
+        probe("/api/v1/tasks", M::GET, "/api/v1/tasks", None),
         probe("/api/v1/test-clock", M::GET, "/api/v1/test-clock", None),
         probe("/api/v1/test-clock", M::POST, "/api/v1/test-clock", Some(r#"{"advance":"1s"}"#)),
         probe("/api/v1/whoami", M::GET, "/api/v1/whoami", None),

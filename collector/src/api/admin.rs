@@ -243,6 +243,7 @@ pub async fn revoke_host(
     caller.require_fleet(Role::Admin)?;
     let host = parse_host(&id)?;
     let changed = state.store.revoke_host(host, state.clock.now_ms()).await?;
+    state.revocation_poll.activate();
     caller.audit(&state, "host.revoke", host.to_string(), json!({ "changed": changed })).await?;
     Ok(Json(json!({ "id": host, "revoked": true, "changed": changed })))
 }
@@ -299,6 +300,7 @@ pub async fn replace_host(
     let old = parse_host(&id)?;
     let new = parse_host(&body.by)?;
     state.store.replace_host(old, new, state.clock.now_ms()).await?;
+    state.revocation_poll.activate();
     caller.audit(&state, "host.replace", old.to_string(), json!({ "by": new })).await?;
     Ok(Json(json!({ "id": old, "replaced_by": new })))
 }

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod maintenance;
 pub mod notifications;
 pub mod sla;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,11 @@ pub struct AppState {
     pub host_metrics: crate::exporter::HostMetrics,
     /// True while this replica holds the runner lease: it then exports the fleet series.
     pub holding: Arc<std::sync::atomic::AtomicBool>,
+    /// The background tasks' status (`GET /api/v1/tasks`).
+    pub tasks: crate::tasks::TaskStatuses,
+    /// Runs the revocation poll now: after a revocation, so this replica's streams of the
+    /// host end at once.
+    pub revocation_poll: crate::tasks::Activator,
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -94,6 +100,7 @@ pub fn router(state: AppState) -> axum::Router {
             "/api/v1/test-clock",
             get(maintenance::test_clock).post(maintenance::move_test_clock),
         )
+        .route("/api/v1/tasks", get(tasks::list))
         .route("/api/v1/whoami", get(whoami))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))

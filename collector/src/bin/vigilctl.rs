@@ -12,7 +12,7 @@ use vigil_collector::ctl::{
 };
 
 /// Work with a Vigil collector from the terminal: hosts, incidents, maintenance windows,
-/// customers, enrolment tokens, API tokens and the audit log.
+/// customers, enrolment tokens, API tokens, the audit log and the background tasks.
 ///
 /// Every command needs an API token: `--token`, `VIGIL_TOKEN`, or a file named by
 /// `--token-file` / `VIGIL_TOKEN_FILE`. On first start the collector writes an admin token to
@@ -119,6 +119,9 @@ enum Command {
         #[command(subcommand)]
         action: NotificationsAction,
     },
+    /// The collector's background tasks (retention, SLA sweep, notifications, silence,
+    /// revocation): period, runs, failures and the latest outcome. Needs the admin role.
+    Tasks,
     /// Show which token this is.
     Whoami,
 }
@@ -637,6 +640,9 @@ async fn run(cli: Cli) -> Result<String, CtlError> {
                 )
             })
         }
+        Command::Tasks => out(client.get("/api/v1/tasks").await?, &|v| {
+            vigil_collector::ctl::tasks::tasks_table(v, now_ms())
+        }),
         Command::Whoami => out(client.get("/api/v1/whoami").await?, &|v| {
             format!(
                 "{} ({}{})\n",

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod incidents;
+pub mod tasks;
 
 use std::fmt::Write as _;
 

@@ -33,6 +33,7 @@ use crate::maintenance::{Maintenance, Scope};
 use crate::store::{
     Fingerprint, HostEvalState, HostEvaluation, IncidentChange, IncidentOp, ReportRecord, Store,
 };
+use crate::tasks::Activator;
 use conditions::{BASELINE_RULE, Conditions, Decision, Tracking};
 
 /// The global rule set and, for customers with overrides, theirs.
@@ -83,6 +84,9 @@ pub struct Evaluator {
     policy: Policy,
     maintenance: Maintenance,
     classifier: Classifier,
+    /// Activated after a change that entered the outbox was applied: the SLA sweep and the
+    /// notification task, so a notification goes out at once rather than at their next period.
+    on_outbox: Vec<Activator>,
 }
 
 /// Why evaluating some reports failed: nothing of them was applied.
@@ -118,7 +122,21 @@ impl Evaluator {
         policy: Policy,
         maintenance: Maintenance,
     ) -> Self {
-        Self { store, clock, policy, maintenance, classifier: classify::classify }
+        Self {
+            store,
+            clock,
+            policy,
+            maintenance,
+            classifier: classify::classify,
+            on_outbox: Vec::new(),
+        }
+    }
+
+    /// The same evaluator activating `tasks` whenever it applied a change that entered the
+    /// outbox.
+    pub fn activating_on_outbox(mut self, tasks: Vec<Activator>) -> Self {
+        self.on_outbox = tasks;
+        self
     }
 
     /// The same evaluator running `classifier` instead of the built-in rules.
@@ -140,8 +158,17 @@ impl Evaluator {
 
     /// Evaluates stored reports (in order per host) and applies the outcome in one
     /// transaction. When that fails, evaluates them again one by one, each applied alone, so
-    /// an error skips only the report that caused it; returns every change applied.
+    /// an error skips only the report that caused it; returns every change applied. When one
+    /// of them entered the outbox, activates the tasks of [`Self::activating_on_outbox`].
     pub async fn evaluate(&self, records: &[ReportRecord]) -> Vec<IncidentChange> {
+        let changes = self.evaluate_apart_on_error(records).await;
+        if changes.iter().any(IncidentChange::enters_outbox) {
+            self.on_outbox.iter().for_each(Activator::activate);
+        }
+        changes
+    }
+
+    async fn evaluate_apart_on_error(&self, records: &[ReportRecord]) -> Vec<IncidentChange> {
         let err = match self.evaluate_together(records).await {
             Ok(changes) => return changes,
             Err(err) => err,
@@ -408,8 +435,8 @@ impl HostContext<'_> {
     }
 }
 
-/// What a caught panic said, when it said it as text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// What a caught panic said, when it said it as text (for a log line or a task's status).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -505,5 +532,66 @@ mod tests {
         // A failing report alone is skipped too, and changes nothing.
         commit(store.as_ref(), &[stored(b, 2)]).await;
         assert!(evaluator.evaluate(&[stored(b, 2)]).await.is_empty());
+    }
+
+    /// A stand-in classifier that finds one event in report 1 and nothing after.
+    fn event_in_report_1(report: &Report, _: &mut HostMemory, _: &RuleSet) -> Vec<Finding> {
+        if report.seq != 1 {
+            return Vec::new();
+        }
+        vec![Finding {
+            rule: "test.event".into(),
+            resource: "seq1".into(),
+            level: FaultLevel::L3,
+            summary: "event of report 1".into(),
+            kind: FindingKind::Event,
+            groups: Vec::new(),
+        }]
+    }
+
+    /// A background task that says each time it runs.
+    struct Announcing(mpsc::UnboundedSender<()>);
+
+    #[async_trait::async_trait]
+    impl crate::tasks::BackgroundTask for Announcing {
+        fn name(&self) -> &'static str {
+            "announcing"
+        }
+
+        async fn activate(&mut self) -> crate::tasks::TaskOutcome {
+            let _ = self.0.send(());
+            crate::tasks::TaskOutcome::ok("announced")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_entering_the_outbox_activates_the_tasks_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let host = enrolled(store.as_ref(), "a").await;
+        let clock: SharedClock = Arc::new(ManualClock::new(100_000));
+        let (ran, mut runs) = mpsc::unbounded_channel();
+        let activator = Activator::new();
+        let mut driver = crate::tasks::Driver::new(clock.clone());
+        driver.register(Announcing(ran), std::time::Duration::from_secs(3600), &activator);
+        runs.recv().await.expect("the run at registration");
+        let policy = Policy::new(CustomerRules::default(), &IncidentsConfig::default());
+        let evaluator = Evaluator::new(store.clone(), clock, policy, Maintenance::default())
+            .with_classifier(event_in_report_1)
+            .activating_on_outbox(vec![activator]);
+
+        // The event in the host's first report opens an incident: a notifiable change.
+        commit(store.as_ref(), &[stored(host, 1)]).await;
+        let changes = evaluator.evaluate(&[stored(host, 1)]).await;
+        assert!(changes.iter().any(IncidentChange::enters_outbox), "{changes:?}");
+        let activated = tokio::time::timeout(std::time::Duration::from_secs(10), runs.recv());
+        assert_eq!(activated.await, Ok(Some(())), "activated, not left to the hourly period");
+
+        // A report that changes nothing notifiable activates nothing.
+        commit(store.as_ref(), &[stored(host, 2)]).await;
+        let changes = evaluator.evaluate(&[stored(host, 2)]).await;
+        assert!(!changes.iter().any(IncidentChange::enters_outbox), "{changes:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(runs.try_recv().is_err(), "no run without a notifiable change");
     }
 }

@@ -3,8 +3,9 @@
 //! judged until a grace period after this collector started (so a restart or failover opens
 //! nothing while agents reconnect), a host whose agent said goodbye is given the planned
 //! downtime grace, and when a large part of a site falls silent together one site incident
-//! groups the host incidents. [`judge`] is pure; [`spawn_sweeper`] runs it on a timer together
-//! with closing old resolved incidents.
+//! groups the host incidents. [`judge`] is pure; [`sweep`] applies it together with closing
+//! old resolved incidents, and [`SilenceSweeper`] is the background task that runs the sweep
+//! (see [`crate::tasks`]).
 //!
 //! With several replicas only one may run the sweeper; until the store lease exists (the SLA
 //! issue), run it on one collector.
@@ -21,9 +22,10 @@ use crate::ids::SiteId;
 use crate::maintenance::{Maintenance, Scope};
 use crate::status::silence_after;
 use crate::store::{
-    Fingerprint, HostEvaluation, HostRow, IncidentFilter, IncidentOp, IncidentRow, IncidentState,
-    Store, StoreResult,
+    Fingerprint, HostEvaluation, HostRow, IncidentChange, IncidentFilter, IncidentOp, IncidentRow,
+    IncidentState, Store, StoreResult,
 };
+use crate::tasks::{Activator, BackgroundTask, TaskOutcome};
 
 pub const SILENT_RULE: &str = "host.silent";
 pub const SITE_SILENT_RULE: &str = "site.silent";
@@ -238,6 +240,15 @@ fn silent_summary(host: &HostRow, now: UnixMs) -> String {
     }
 }
 
+/// What one [`sweep`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    /// The incident changes it applied.
+    pub changes: Vec<IncidentChange>,
+    /// Resolved incidents it closed.
+    pub closed: u64,
+}
+
 /// One sweep: silence, site outages, closing of old resolved incidents.
 pub async fn sweep(
     store: &dyn Store,
@@ -245,7 +256,7 @@ pub async fn sweep(
     maintenance: &Maintenance,
     now: UnixMs,
     started_at: UnixMs,
-) -> StoreResult<()> {
+) -> StoreResult<Swept> {
     maintenance.reload(store).await?;
     let hosts = store.list_hosts().await?;
     let mut active = Vec::new();
@@ -278,39 +289,77 @@ pub async fn sweep(
             maintenance.covers(scope, rule, now)
         },
     );
+    let mut changes = Vec::new();
     if !ops.is_empty() {
         let batch = [HostEvaluation { state: None, ops, host_events: Vec::new() }];
         let reopen = ms(config.incidents.reopen_within);
-        for change in store.apply_evaluations(&batch, reopen, now).await? {
-            IncidentChanged { change: &change }.emit();
+        changes = store.apply_evaluations(&batch, reopen, now).await?;
+        for change in &changes {
+            IncidentChanged { change }.emit();
         }
     }
     let closed = store.close_resolved(now - ms(config.incidents.close_after), now).await?;
     if closed > 0 {
         tracing::info!(closed, "closed incidents resolved long enough ago");
     }
-    Ok(())
+    Ok(Swept { changes, closed })
 }
 
-/// Runs [`sweep`] every `incidents.sweep_every` until the runtime stops.
-pub fn spawn_sweeper(
+/// The silence task: [`sweep`] every `incidents.sweep_every`, judged from when this collector
+/// started. A change that enters the outbox (a host or site falling silent, or back) activates
+/// the SLA sweep and the notification task at once.
+#[derive(Debug)]
+pub struct SilenceSweeper {
     store: Arc<dyn Store>,
     clock: SharedClock,
     config: Arc<CollectorConfig>,
     maintenance: Maintenance,
-) {
-    let started_at = clock.now_ms();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(config.incidents.sweep_every);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let now = clock.now_ms();
-            if let Err(err) = sweep(store.as_ref(), &config, &maintenance, now, started_at).await {
+    started_at: UnixMs,
+    on_outbox: Vec<Activator>,
+}
+
+impl SilenceSweeper {
+    /// A sweeper that counts the collector as started now; `on_outbox` are activated after a
+    /// sweep applied a change that entered the outbox.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        config: Arc<CollectorConfig>,
+        maintenance: Maintenance,
+        on_outbox: Vec<Activator>,
+    ) -> Self {
+        let started_at = clock.now_ms();
+        Self { store, clock, config, maintenance, started_at, on_outbox }
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundTask for SilenceSweeper {
+    fn name(&self) -> &'static str {
+        "silence"
+    }
+
+    async fn activate(&mut self) -> TaskOutcome {
+        let now = self.clock.now_ms();
+        let swept =
+            sweep(self.store.as_ref(), &self.config, &self.maintenance, now, self.started_at).await;
+        match swept {
+            Ok(swept) => {
+                if swept.changes.iter().any(IncidentChange::enters_outbox) {
+                    self.on_outbox.iter().for_each(Activator::activate);
+                }
+                TaskOutcome::ok(format!(
+                    "{} incident changes, {} incidents closed",
+                    swept.changes.len(),
+                    swept.closed
+                ))
+            }
+            Err(err) => {
                 tracing::warn!(error = %err, "incident sweep failed; will retry");
+                TaskOutcome::error(err.to_string())
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,14 @@ pub struct IncidentChange {
     pub resource: String,
 }
 
+impl IncidentChange {
+    /// True when the change wrote a timeline entry that entered the outbox: a notification
+    /// is waiting to go out, and the incident's SLA clocks are to be looked at again.
+    pub fn enters_outbox(&self) -> bool {
+        TimelineKind::parse(self.change).is_some_and(TimelineKind::notifies)
+    }
+}
+
 /// The classifier memory and condition tracking of one host, as stored.
 #[derive(Debug, Clone)]
 pub struct HostEvalState {
