@@ -15,11 +15,13 @@ use async_trait::async_trait;
 use crate::error::{ErrorCode, HasErrorCode};
 
 mod access;
+mod columns;
 mod enrolment;
 mod hosts;
 mod incidents;
 mod maintenance;
 mod notify;
+pub mod postgres;
 mod reports;
 mod sla;
 pub mod sqlite;

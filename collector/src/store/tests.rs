@@ -914,7 +914,7 @@ macro_rules! store_test_suite {
                 ($name:ident) => {
                     #[tokio::test]
                     async fn $name() {
-                        let (_guard, store) = $open.await;
+                        let Some((_guard, store)) = $open.await else { return };
                         super::$name(&store).await;
                     }
                 };
@@ -957,7 +957,55 @@ async fn open_sqlite() -> (tempfile::TempDir, sqlite::SqliteStore) {
     (dir, store)
 }
 
-store_test_suite!(sqlite_backend, open_sqlite());
+store_test_suite!(sqlite_backend, async { Some(open_sqlite().await) });
+
+/// A schema of the test database used by one test, dropped when the test ends.
+pub(crate) struct TestSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Dropped from a thread of its own: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A PostgreSQL store in a fresh schema of the database at `VIGIL_TEST_DATABASE_URL`, so test
+/// runs never disturb each other. Without the variable the test is skipped with a loud
+/// message, or fails when `VIGIL_REQUIRE_EXTERNAL=1` (as in CI).
+pub(crate) async fn open_postgres() -> Option<(TestSchema, postgres::PgStore)> {
+    let Ok(url) = std::env::var("VIGIL_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "VIGIL_TEST_DATABASE_URL is not set and VIGIL_REQUIRE_EXTERNAL=1: the PostgreSQL \
+             store cannot be tested"
+        );
+        eprintln!(
+            "SKIPPED: VIGIL_TEST_DATABASE_URL is not set, so the PostgreSQL store is not tested \
+             (e.g. VIGIL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/test)"
+        );
+        return None;
+    };
+    let name = format!("vigil_test_{}", uuid::Uuid::new_v4().simple());
+    let store = postgres::PgStore::open(&url, Some(&name)).await.unwrap();
+    Some((TestSchema { url, name }, store))
+}
+
+store_test_suite!(postgres_backend, open_postgres());
 
 /// SQLite only: a store that cannot write (another process holds the database's write lock)
 /// fails the whole batch as unavailable, commits nothing, and no report is blamed for it.

@@ -6,17 +6,17 @@
 //! implemented in the file of the same name.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
 use tokio::sync::Mutex;
 
+use super::columns::*;
 use super::*;
 use crate::classify::{FaultLevel, FindingKind};
 use crate::clock::UnixMs;
@@ -39,10 +39,6 @@ pub struct SqliteStore {
     /// How the write connection is opened again after a failed batch (see
     /// [`SqliteStore::commit_reports`]).
     write_options: SqliteConnectOptions,
-}
-
-pub(super) fn unavailable(err: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
 }
 
 /// A write of one report that failed: `Rejected` when the fault is the report's own (a
@@ -71,15 +67,6 @@ pub(super) fn refused(err: sqlx::Error) -> StoreError {
         _ => false,
     };
     if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
-}
-
-/// A stored row that does not read back as it should.
-pub(super) fn corrupt(err: sqlx::Error) -> StoreError {
-    StoreError::Corrupt(err.to_string())
-}
-
-pub(super) fn parse_id<T: FromStr>(text: &str) -> StoreResult<T> {
-    text.parse().map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
 }
 
 impl SqliteStore {
@@ -133,48 +120,6 @@ impl SqliteStore {
             Err(err) => tracing::warn!(error = %err, "store write connection not reopened"),
         }
     }
-}
-
-/// Reads an optional id column.
-pub(super) fn optional_id<T: FromStr>(
-    row: &sqlx::sqlite::SqliteRow,
-    column: &str,
-) -> StoreResult<Option<T>> {
-    row.try_get::<Option<String>, _>(column).map_err(corrupt)?.map(|id| parse_id(&id)).transpose()
-}
-
-/// Reads a text column that holds one of an enum's names (`parse` reads them back).
-pub(super) fn named_column<T>(
-    row: &SqliteRow,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> StoreResult<T> {
-    let text: String = row.try_get(column).map_err(corrupt)?;
-    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("bad {column} {text:?}")))
-}
-
-/// Reads a fault level column (1–4).
-pub(super) fn level_column(row: &SqliteRow, column: &str) -> StoreResult<FaultLevel> {
-    fault_level(row.try_get(column).map_err(corrupt)?)
-}
-
-pub(super) fn fault_level(stored: i64) -> StoreResult<FaultLevel> {
-    u8::try_from(stored)
-        .ok()
-        .and_then(FaultLevel::from_u8)
-        .ok_or_else(|| StoreError::Corrupt(format!("bad fault level {stored}")))
-}
-
-/// How a finding kind is stored.
-pub(super) fn finding_kind_name(kind: FindingKind) -> &'static str {
-    match kind {
-        FindingKind::State => "state",
-        FindingKind::Event => "event",
-    }
-}
-
-pub(super) fn finding_kind(text: &str) -> Option<FindingKind> {
-    [FindingKind::State, FindingKind::Event].into_iter().find(|k| finding_kind_name(*k) == text)
 }
 
 #[async_trait]

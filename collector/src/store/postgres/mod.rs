@@ -1,0 +1,120 @@
+//! The PostgreSQL store, for a fleet: several collector replicas over one database. Selected
+//! with `store.url = "postgres://…"` (or `--database`). Migrations run at start under
+//! PostgreSQL's advisory lock (sqlx takes it), so replicas starting together migrate once; a
+//! database migrated by a newer collector is refused with the version it needs. Reads and
+//! writes share one pool; every write batch is one transaction, as on SQLite. This file opens
+//! the store and holds what every stage shares (the pool, error mapping); each stage's trait is
+//! implemented in the file of the same name, with the same SQL as the SQLite store's wherever
+//! the two engines agree (`$n` parameters, `ON CONFLICT`, `RETURNING`, row values).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres};
+
+use super::columns::*;
+use super::*;
+use crate::classify::{FaultLevel, FindingKind};
+use crate::clock::UnixMs;
+use crate::ids::{CustomerId, DeliveryId, HostId, IncidentId, OutboxId, SiteId, TimelineId};
+
+mod access;
+mod enrolment;
+mod hosts;
+mod incidents;
+mod maintenance;
+mod notify;
+mod reports;
+mod sla;
+mod tenancy;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(super) read: PgPool,
+}
+
+/// A write of one report that failed: `Rejected` when the fault is the report's own (SQLSTATE
+/// class 23, integrity: a constraint it breaks; class 22, data: a value PostgreSQL cannot
+/// hold, such as a NUL byte in text; 54000, a row too large to index), so that report alone is
+/// refused; `Unavailable` for everything else (connection, serialization, disk full, a bug in
+/// a statement), so the batch fails and the agents retry later.
+pub(super) fn refused(err: sqlx::Error) -> StoreError {
+    let own = match &err {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("23") || code.starts_with("22") || code == "54000"
+        }),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    };
+    if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
+}
+
+/// `$1, …` placeholders of a multi-row `VALUES` list: `rows` rows of `types.len()` columns,
+/// each cast to its type when one is given (PostgreSQL cannot infer the types of a `VALUES`
+/// list in a `WITH`).
+pub(super) fn values_rows(rows: usize, types: &[&str]) -> String {
+    let mut sql = String::new();
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for (column, ty) in types.iter().enumerate() {
+            n += 1;
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${n}"));
+            if !ty.is_empty() {
+                sql.push_str(&format!("::{ty}"));
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+impl PgStore {
+    /// Connects to `url`, applies pending migrations, and answers once the database does.
+    /// With `schema`, every connection works in that schema (created if missing): how tests
+    /// keep their runs apart in one database.
+    pub async fn open(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?
+            .application_name("vigil-collector");
+        if let Some(schema) = schema {
+            options = options.options([("search_path", schema)]);
+        }
+        let read = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        if let Some(schema) = schema {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&read)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::migrate!("src/store/migrations/postgres")
+            .run(&read)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { read })
+    }
+
+    /// A connection for one write (a transaction of its own, or one statement).
+    pub(super) async fn writer(&self) -> StoreResult<PoolConnection<Postgres>> {
+        self.read.acquire().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
