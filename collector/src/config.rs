@@ -16,8 +16,11 @@ use crate::classify::{RuleOverride, RuleSet};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct CollectorConfig {
-    /// Directory of the embedded store (SQLite database `vigil.db`).
+    /// Directory of the collector's own files: the embedded store (SQLite database
+    /// `vigil.db`) unless `store.url` names another, the CA, the first admin token, the replica
+    /// id.
     pub data_dir: PathBuf,
+    pub store: StoreConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
     pub tls: TlsConfig,
@@ -199,6 +202,7 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./vigil-data"),
+            store: StoreConfig::default(),
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
@@ -263,6 +267,29 @@ impl Default for GrpcConfig {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
         }
+    }
+}
+
+/// `[store]`: where state is kept. Unset, the embedded SQLite store in `data_dir` (nothing to
+/// set up); for several replicas, one PostgreSQL database (docs/scale-out.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A PostgreSQL connection URL (`postgres://user@host:5432/vigil`; the password is better
+    /// kept in `PGPASSWORD` or `~/.pgpass` than here). Unset: SQLite in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// The URL without its password, for logs and messages.
+    pub fn url_for_log(&self) -> Option<String> {
+        let url = self.url.as_deref()?;
+        let Some((scheme, rest)) = url.split_once("://") else { return Some(url.to_owned()) };
+        let Some((userinfo, host)) = rest.split_once('@') else { return Some(url.to_owned()) };
+        let user = userinfo.split(':').next().unwrap_or_default();
+        let hidden = if userinfo.contains(':') { ":***" } else { "" };
+        Some(format!("{scheme}://{user}{hidden}@{host}"))
     }
 }
 
@@ -464,6 +491,19 @@ impl Default for RetentionConfig {
 
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), FieldError> {
+        if let Some(url) = &self.store.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(FieldError::new(
+                    "store.url",
+                    "must be a PostgreSQL URL (postgres://user@host:port/database); leave it \
+                     unset for the embedded SQLite store in data_dir",
+                ));
+            }
+            if let Err(err) = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+            {
+                return Err(FieldError::new("store.url", format!("not a valid URL: {err}")));
+            }
+        }
         if self.grpc.max_connections == 0 {
             return Err(FieldError::new("grpc.max_connections", "must be at least 1"));
         }

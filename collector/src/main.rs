@@ -22,9 +22,12 @@ struct Cli {
     /// Config file (TOML). If the default path does not exist, built-in defaults are used.
     #[arg(long, short, env = "VIGIL_COLLECTOR_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
-    /// Directory of the embedded store; overrides `data_dir`.
+    /// Directory of the collector's files (and of the embedded store); overrides `data_dir`.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of the store (postgres://user@host/db); overrides `store.url`.
+    #[arg(long, value_name = "URL", env = "VIGIL_DATABASE_URL", global = true)]
+    database: Option<String>,
     /// gRPC listen address for agents; overrides `grpc.listen`.
     #[arg(long, value_name = "ADDR")]
     grpc_listen: Option<std::net::SocketAddr>,
@@ -93,6 +96,9 @@ fn load(cli: &Cli, strictness: Strictness) -> Result<CollectorConfig, ExitCode> 
     let mut config: CollectorConfig = load_or_default(&cli.config, explicit, strictness)?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &cli.database {
+        config.store.url = Some(url.clone());
     }
     if let Some(addr) = cli.grpc_listen {
         config.grpc.listen = addr;
@@ -203,7 +209,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            // A store refused for good (credentials, no such database, a newer schema) is a
+            // setting to fix: the configuration exit code, so a supervisor does not loop.
+            let setup = err.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<vigil_collector::store::StoreError>(),
+                    Some(
+                        vigil_collector::store::StoreError::FailedPrecondition(_)
+                            | vigil_collector::store::StoreError::Migration(_)
+                    )
+                )
+            });
+            if setup { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -213,7 +230,7 @@ fn main() -> ExitCode {
 async fn admin_token(config: &CollectorConfig, name: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     let dir = &config.data_dir;
-    if !dir.join("vigil.db").exists() {
+    if config.store.url.is_none() && !dir.join("vigil.db").exists() {
         anyhow::bail!(
             "{} holds no store (no vigil.db): give the collector's data directory with \
              --data-dir or the config's data_dir",
@@ -222,14 +239,12 @@ async fn admin_token(config: &CollectorConfig, name: &str) -> anyhow::Result<()>
     }
     vigil_collector::data_dir::prepare(dir)
         .with_context(|| format!("preparing the data directory {}", dir.display()))?;
-    let store = vigil_collector::store::sqlite::SqliteStore::open(dir)
-        .await
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let store = server::open_store(config).await?;
     let (token, secret_sha256) = vigil_collector::admin_token::generate();
     let source = vigil_collector::admin_token::local_source();
     let now = clock::Clock::now_ms(&clock::SystemClock);
     vigil_collector::admin_token::create(
-        &store,
+        store.as_ref(),
         name,
         secret_sha256,
         "local:admin-token",
@@ -250,6 +265,13 @@ async fn admin_token(config: &CollectorConfig, name: &str) -> anyhow::Result<()>
 /// arguments are wrong (no store there, the target exists).
 async fn backup(config: &CollectorConfig, to: &Path, force: bool) -> ExitCode {
     use vigil_collector::backup::BackupError;
+    if let Some(url) = config.store.url_for_log() {
+        eprintln!(
+            "error: the store is PostgreSQL ({url}): back it up and restore it with \
+             pg_dump and pg_restore (docs/scale-out.md); `backup` handles the embedded SQLite store"
+        );
+        return ExitCode::from(2);
+    }
     let dir = &config.data_dir;
     eprintln!("backing up the store in {} to {} ...", dir.display(), to.display());
     match vigil_collector::backup::backup(dir, to, force).await {
@@ -285,6 +307,13 @@ async fn backup(config: &CollectorConfig, to: &Path, force: bool) -> ExitCode {
 /// (not a backup, too new, a collector running, a store there without --force).
 async fn restore(config: &CollectorConfig, from: &Path, force: bool) -> ExitCode {
     use vigil_collector::backup::BackupError;
+    if let Some(url) = config.store.url_for_log() {
+        eprintln!(
+            "error: the store is PostgreSQL ({url}): back it up and restore it with \
+             pg_dump and pg_restore (docs/scale-out.md); `restore` handles the embedded SQLite store"
+        );
+        return ExitCode::from(2);
+    }
     let dir = &config.data_dir;
     eprintln!("restoring {} into {} ...", from.display(), dir.display());
     match vigil_collector::backup::restore(from, dir, force).await {

@@ -19,9 +19,41 @@ use crate::ingest::revocation::Revocations;
 use crate::ingest::{IngestService, commit::CommitQueue};
 use crate::maintenance::Maintenance;
 use crate::pki::{CaFiles, CertificateAuthority};
-use crate::store::{Store, sqlite::SqliteStore};
+use crate::store::{Store, StoreError, postgres::PgStore, sqlite::SqliteStore};
 use crate::tasks::{self, Activator, Driver};
 use crate::tls;
+
+/// Opens the configured store: PostgreSQL at `store.url`, else SQLite in `data_dir`. An
+/// unreachable database is retried with backoff (1 s doubling to 30 s), each failure logged,
+/// until it answers; a migration it refuses (a newer schema) fails at once.
+pub async fn open_store(config: &CollectorConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = &config.store.url else {
+        let store = SqliteStore::open(&config.data_dir)
+            .await
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        tracing::info!(data_dir = %config.data_dir.display(), "store open (SQLite, WAL, synchronous=FULL)");
+        return Ok(Arc::new(store));
+    };
+    let shown = config.store.url_for_log().unwrap_or_default();
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match PgStore::open(url, None).await {
+            Ok(store) => {
+                tracing::info!(url = %shown, "store open (PostgreSQL)");
+                return Ok(Arc::new(store));
+            }
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(
+                    url = %shown, error = %why, retry_in = ?wait,
+                    "the PostgreSQL store does not answer; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(err) => return Err(err).with_context(|| format!("opening the store at {shown}")),
+        }
+    }
+}
 
 /// What a started collector tells its caller (addresses differ from the config for port 0).
 #[derive(Debug, Clone)]
@@ -134,12 +166,7 @@ pub async fn run(
     // Held for the whole run: `vigil-collector restore` refuses a directory a collector uses.
     let _running = crate::backup::hold_running_lock(&config.data_dir)
         .with_context(|| format!("locking the data directory {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-    );
-    tracing::info!(data_dir = %config.data_dir.display(), "store open (SQLite, WAL, synchronous=FULL)");
+    let store = open_store(&config).await?;
 
     let grpc_listener = TcpListener::bind(config.grpc.listen)
         .await

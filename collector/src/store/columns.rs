@@ -77,3 +77,21 @@ pub(in crate::store) fn finding_kind_name(kind: FindingKind) -> &'static str {
 pub(in crate::store) fn finding_kind(text: &str) -> Option<FindingKind> {
     [FindingKind::State, FindingKind::Event].into_iter().find(|k| finding_kind_name(*k) == text)
 }
+
+/// A migration that failed, named for an operator: a database migrated by a newer collector
+/// says so and what to do, rather than sqlx's "previously applied but missing".
+pub(in crate::store) fn migration_failed(err: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match err {
+        MigrateError::VersionMissing(version) => StoreError::Migration(format!(
+            "the database was migrated by a newer collector (it has schema migration {version}, \
+             which this collector does not know): run the newer vigil-collector, or restore a \
+             backup taken before the upgrade"
+        )),
+        MigrateError::VersionMismatch(version) => StoreError::Migration(format!(
+            "schema migration {version} in the database differs from this collector's: the \
+             database was migrated by another build of vigil-collector"
+        )),
+        other => StoreError::Migration(other.to_string()),
+    }
+}

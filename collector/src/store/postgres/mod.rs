@@ -52,6 +52,19 @@ pub(super) fn refused(err: sqlx::Error) -> StoreError {
     if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
 }
 
+/// A connection the database refused for good (SQLSTATE class 28, authentication; 3D000, no
+/// such database) is a setting to fix, not an outage to wait out.
+fn refused_connection(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|code| code.starts_with("28") || code == "3D000") =>
+        {
+            StoreError::FailedPrecondition(format!("the database refused the connection: {err}"))
+        }
+        _ => unavailable(err),
+    }
+}
+
 /// `$1, …` placeholders of a multi-row `VALUES` list: `rows` rows of `types.len()` columns,
 /// each cast to its type when one is given (PostgreSQL cannot infer the types of a `VALUES`
 /// list in a `WITH`).
@@ -86,12 +99,18 @@ impl PgStore {
         if let Some(schema) = schema {
             options = options.options([("search_path", schema)]);
         }
+        // One connection first: it fails at once when nothing answers, where the pool would
+        // retry for its whole acquire timeout.
+        let probe = <PgConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .map_err(refused_connection)?;
+        let _ = sqlx::Connection::close(probe).await;
         let read = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(unavailable)?;
+            .map_err(refused_connection)?;
         if let Some(schema) = schema {
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
                 .execute(&read)
@@ -101,7 +120,7 @@ impl PgStore {
         sqlx::migrate!("src/store/migrations/postgres")
             .run(&read)
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+            .map_err(migration_failed)?;
         Ok(Self { read })
     }
 

@@ -87,10 +87,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        sqlx::migrate!("src/store/migrations/sqlite")
-            .run(&read)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        sqlx::migrate!("src/store/migrations/sqlite").run(&read).await.map_err(migration_failed)?;
         let write = sqlx::Connection::connect_with(&options).await.map_err(unavailable)?;
         Ok(Self { read, write: Mutex::new(write), write_options: options })
     }

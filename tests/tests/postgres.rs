@@ -1,0 +1,176 @@
+//! The collector on the PostgreSQL store, with the real binaries and the real PostgreSQL of
+//! `VIGIL_TEST_DATABASE_URL`: an agent's reports land in the database (not in a SQLite file),
+//! survive the collector being killed, and the same agent keeps reporting to it afterwards;
+//! wrong, refused and unreachable databases are told apart. Each test works in a database of
+//! its own, dropped at the end.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use sqlx::Connection;
+use vigil_e2e::{Agent, Collector, first_reported_host, run};
+
+/// A database of its own for one test, dropped when the test ends.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// None (with a loud message) without `VIGIL_TEST_DATABASE_URL`, unless
+    /// `VIGIL_REQUIRE_EXTERNAL=1`, where a missing database fails the test.
+    async fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("VIGIL_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+                "VIGIL_TEST_DATABASE_URL is not set and VIGIL_REQUIRE_EXTERNAL=1"
+            );
+            eprintln!(
+                "SKIPPED {test}: VIGIL_TEST_DATABASE_URL is not set \
+                 (e.g. postgres://postgres@127.0.0.1/test)"
+            );
+            return None;
+        };
+        let name = format!("vigil_e2e_{}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("test database");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        let url = format!("{base}/{name}");
+        Some(Self { admin_url, name, url })
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn collector_cmd(data_dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--data-dir", data_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run("vigil-collector", &all)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_land_in_postgresql_and_survive_the_collector_being_killed() {
+    let Some(db) = TestDatabase::create("reports_land_in_postgresql").await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut collector = Collector::start(&data, None, &["--database", &db.url]);
+    let ports = (collector.grpc, collector.http);
+    let mut agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+    collector
+        .wait_for("three reports", Duration::from_secs(30), async |c| {
+            (c.receipts_once(&host, &instance).await.len() >= 3).then_some(())
+        })
+        .await;
+    assert!(!data.join("vigil.db").exists(), "with store.url set, no SQLite store is made");
+    assert!(db.count("report_receipts").await >= 3);
+    assert_eq!(db.count("hosts").await, 1);
+
+    collector.proc.kill();
+    let stored = db.count("report_receipts").await;
+    let mut collector = Collector::start(&data, Some(ports), &["--database", &db.url]);
+    // `receipts_once` also asserts that no seq is held twice.
+    let before = collector.receipts_once(&host, &instance).await;
+    assert!(before.len() as i64 >= stored, "every stored receipt is read back after the kill");
+    // The same agent, with its certificate, goes on reporting to the restarted collector.
+    let last = *before.last().unwrap();
+    collector
+        .wait_for("a report after the restart", Duration::from_secs(30), async |c| {
+            (c.receipts_once(&host, &instance).await.last() > Some(&last)).then_some(())
+        })
+        .await;
+    let seqs: Vec<u64> = collector.receipts_once(&host, &instance).await.into_iter().collect();
+    assert_eq!(seqs, (1..=*seqs.last().unwrap()).collect::<Vec<_>>(), "no seq is missing");
+    agent.proc.terminate();
+    collector.proc.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_refused_and_unreachable_databases_are_told_apart() {
+    let Some(db) = TestDatabase::create("wrong_refused_and_unreachable").await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+
+    // Not a PostgreSQL URL: a configuration error naming the key, exit 2.
+    let out = collector_cmd(&data, &["--database", "mysql://root@127.0.0.1/vigil", "check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("store.url"), "{}", stderr(&out));
+
+    // A database that does not exist: refused for good, exit 2 at once, saying why.
+    let (base, _) = db.url.rsplit_once('/').unwrap();
+    let missing = format!("{base}/vigil_no_such_database");
+    let out = collector_cmd(&data, &["--database", &missing]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused the connection"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("vigil_no_such_database"), "{}", stderr(&out));
+
+    // Nothing listening: the collector waits and retries, saying so, instead of exiting.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = format!("postgres://postgres:secret@127.0.0.1:{port}/vigil");
+    let mut child = std::process::Command::new(vigil_e2e::bin("vigil-collector"))
+        .args(["--data-dir", data.to_str().unwrap(), "--database", &unreachable])
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut retries = Vec::new();
+    while retries.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("does not answer; retrying")
+        {
+            retries.push(line);
+        }
+    }
+    assert_eq!(child.try_wait().unwrap(), None, "the collector waits for its database");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(retries.len(), 2, "two logged retries within 20 s");
+    assert!(!retries[0].contains("secret"), "the password is never logged: {}", retries[0]);
+
+    // Backup and restore are the embedded store's; PostgreSQL has pg_dump.
+    let out = collector_cmd(&data, &["--database", &db.url, "backup", "--to", "x.backup"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
+}
