@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SharedClock;
-use crate::store::{Store, StoreResult};
+use crate::store::{Fence, Store, StoreResult};
+
+/// The fence of the runner lease while this replica holds it, shared by the tasks that write
+/// as its holder (the SLA sweep sets it, notifications read it).
+pub type SharedFence = Arc<std::sync::Mutex<Option<Fence>>>;
 
 /// The one lease all single-runner work shares.
 pub const RUNNER_LEASE: &str = "runner";
@@ -29,8 +33,9 @@ impl Lease {
         Self { store, clock, holder, ttl }
     }
 
-    /// Takes or renews the lease; true while this replica holds it.
-    pub async fn hold(&self) -> StoreResult<bool> {
+    /// Takes or renews the lease: the fence this replica's writes carry while it holds it,
+    /// None while another does.
+    pub async fn hold(&self) -> StoreResult<Option<Fence>> {
         let now = self.clock.now_ms();
         self.store.acquire_lease(RUNNER_LEASE, &self.holder, now, self.ttl.as_millis() as i64).await
     }

@@ -255,6 +255,7 @@ pub async fn run(
         crate::notify::Notifier::new(store.clone(), clock.clone(), targets, &config.notify)?;
     let receivers: Vec<String> = notifier.receiver_names().iter().map(|s| s.to_string()).collect();
     let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fence = crate::lease::SharedFence::default();
     let host_metrics = crate::exporter::HostMetrics::new(config.metrics.max_series_per_host);
 
     let mut driver = Driver::new(clock.clone());
@@ -288,6 +289,7 @@ pub async fn run(
             maintenance.clone(),
             receivers.clone(),
             holding.clone(),
+            fence.clone(),
         ),
         config.sla.sweep_every,
         &sla_sweep,
@@ -296,7 +298,7 @@ pub async fn run(
         tasks::notifications::Notifications {
             store: store.clone(),
             notifier,
-            holding: holding.clone(),
+            fence: fence.clone(),
         },
         config.sla.sweep_every,
         &notifications,

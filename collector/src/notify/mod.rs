@@ -36,7 +36,7 @@ use crate::config::NotifyConfig;
 use crate::events::NotificationDelivered;
 use crate::sla::Contracts;
 use crate::store::{
-    DeliveryOutcome, DeliveryRow, DeliveryState, IncidentFilter, IncidentRow, IncidentState,
+    DeliveryOutcome, DeliveryRow, DeliveryState, Fence, IncidentFilter, IncidentRow, IncidentState,
     NewDelivery, Store, StoreResult, TimelineKind, incident_number,
 };
 use alertmanager::AlertmanagerTarget;
@@ -144,9 +144,10 @@ impl Notifier {
     }
 
     /// One tick on the lease holder: fan out, deliver what is due, re-post firing alerts.
-    pub async fn tick(&self, contracts: &Contracts) -> StoreResult<()> {
-        self.fan_out(contracts).await?;
-        self.deliver().await?;
+    /// The writes carry `fence`, so they are refused once another collector took the lease.
+    pub async fn tick(&self, contracts: &Contracts, fence: &Fence) -> StoreResult<()> {
+        self.fan_out(contracts, fence).await?;
+        self.deliver(fence).await?;
         self.repost(contracts).await
     }
 
@@ -179,12 +180,12 @@ impl Notifier {
         out
     }
 
-    async fn fan_out(&self, contracts: &Contracts) -> StoreResult<()> {
+    async fn fan_out(&self, contracts: &Contracts, fence: &Fence) -> StoreResult<()> {
         let items = self.store.pending_outbox(BATCH).await?;
         for item in items {
             let now = self.clock.now_ms();
             let Some(incident) = self.store.get_incident(item.incident_id).await? else {
-                self.store.fan_out(item.id, item.incident_id, &[], now).await?;
+                self.store.fan_out(item.id, item.incident_id, &[], now, fence).await?;
                 continue;
             };
             let sla = self.store.incident_sla(item.incident_id).await?;
@@ -210,12 +211,12 @@ impl Notifier {
                     .unwrap_or_default(),
                 })
                 .collect();
-            self.store.fan_out(item.id, item.incident_id, &deliveries, now).await?;
+            self.store.fan_out(item.id, item.incident_id, &deliveries, now, fence).await?;
         }
         Ok(())
     }
 
-    async fn deliver(&self) -> StoreResult<()> {
+    async fn deliver(&self, fence: &Fence) -> StoreResult<()> {
         let due = self.store.due_deliveries(self.clock.now_ms(), BATCH).await?;
         // A receiver that failed once this tick is not tried again until the next: a dead
         // endpoint costs one timeout per tick, not one per pending delivery.
@@ -230,7 +231,7 @@ impl Notifier {
             }
             let now = self.clock.now_ms();
             NotificationDelivered { delivery: &delivery, outcome: &outcome }.emit();
-            self.store.record_delivery(delivery.id, &outcome, now).await?;
+            self.store.record_delivery(delivery.id, &outcome, now, fence).await?;
         }
         Ok(())
     }
@@ -433,16 +434,17 @@ mod tests {
         let clock = Arc::new(ManualClock::new(2_000));
         let notifier = Notifier::new(store.clone(), clock.clone(), targets, &config).unwrap();
         let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
+        let fence = crate::store::tests::runner_fence(store.as_ref()).await;
         let delivery = async || {
             store.incident_deliveries(crate::ids::IncidentId::new(1)).await.unwrap().remove(0)
         };
 
-        notifier.tick(&contracts).await.unwrap();
+        notifier.tick(&contracts, &fence).await.unwrap();
         let first = delivery().await;
         assert_eq!((first.state.as_str(), first.attempts), ("pending", 1));
         // The second attempt, after the backoff, uses up max_attempts.
         clock.set_ms(first.next_attempt_at_ms);
-        notifier.tick(&contracts).await.unwrap();
+        notifier.tick(&contracts, &fence).await.unwrap();
         let dead = delivery().await;
         assert_eq!((dead.state.as_str(), dead.attempts), ("dead_letter", 2));
         assert_eq!(dead.next_attempt_at_ms, first.next_attempt_at_ms + 600_000);
@@ -451,11 +453,11 @@ mod tests {
         assert_eq!(counts, [crate::store::DeadLetterCount { receiver: "dead".into(), count: 1 }]);
         // Not before its slow retry; then tried again, and again, never given up.
         clock.set_ms(dead.next_attempt_at_ms - 1);
-        notifier.tick(&contracts).await.unwrap();
+        notifier.tick(&contracts, &fence).await.unwrap();
         assert_eq!(delivery().await.attempts, 2);
         for attempts in 3..=5 {
             clock.set_ms(delivery().await.next_attempt_at_ms);
-            notifier.tick(&contracts).await.unwrap();
+            notifier.tick(&contracts, &fence).await.unwrap();
             let again = delivery().await;
             assert_eq!((again.state.as_str(), again.attempts), ("dead_letter", attempts));
             assert_eq!(again.next_attempt_at_ms, clock.now_ms() + 600_000);
@@ -478,7 +480,8 @@ mod tests {
         let clock: SharedClock = Arc::new(ManualClock::new(2_000));
         let notifier = Notifier::new(store.clone(), clock, targets, &config).unwrap();
         let contracts = Contracts::load(store.as_ref(), &["dead"]).await.unwrap();
-        notifier.tick(&contracts).await.unwrap();
+        let fence = crate::store::tests::runner_fence(store.as_ref()).await;
+        notifier.tick(&contracts, &fence).await.unwrap();
 
         let mut attempts = Vec::new();
         for id in 1..=3 {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::clock::{SharedClock, UnixMs};
 use crate::ids::CustomerId;
 use crate::maintenance::{Maintenance, Scope};
-use crate::store::{Store, StoreResult, TimelineKind};
+use crate::store::{Fence, Store, StoreResult, TimelineKind};
 use contract::{Contract, Terms};
 
 /// Most incidents one sweep looks at, so one sweep holds the store's writer for well under
@@ -77,12 +77,13 @@ pub struct SweepStats {
 }
 
 /// Looks at up to [`SWEEP_LIMIT`] incidents whose SLA state is due, oldest first, and applies
-/// what follows. The caller holds the runner lease.
+/// what follows. The caller holds the runner lease; its writes carry `fence`.
 pub async fn sweep(
     store: &dyn Store,
     clock: &SharedClock,
     maintenance: &Maintenance,
     receivers: &[&str],
+    fence: &Fence,
 ) -> StoreResult<SweepStats> {
     let now: UnixMs = clock.now_ms();
     let due = store.sla_due(now, SWEEP_LIMIT).await?;
@@ -108,7 +109,7 @@ pub async fn sweep(
         }
         batch.push((row.sla, update));
     }
-    stats.applied = store.apply_sla(&batch, now).await?;
+    stats.applied = store.apply_sla(&batch, now, fence).await?;
     if stats.warnings + stats.escalations > 0 {
         tracing::info!(
             warnings = stats.warnings,

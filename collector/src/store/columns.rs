@@ -95,3 +95,12 @@ pub(in crate::store) fn migration_failed(err: sqlx::migrate::MigrateError) -> St
         other => StoreError::Migration(other.to_string()),
     }
 }
+
+/// The refusal of a write whose lease moved on.
+pub(in crate::store) fn fenced(fence: &super::Fence) -> StoreError {
+    StoreError::Fenced(format!(
+        "the {} lease is no longer held by {} at generation {}: another collector took it \
+         over or it expired, so this write is refused",
+        fence.lease, fence.holder, fence.generation
+    ))
+}

@@ -54,6 +54,10 @@ pub enum StoreError {
     /// The change is refused in the present state (it would revoke the last admin token).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A write only the holder of a lease may make, refused because the [`Fence`] it
+    /// carries is stale: another replica took the lease, or it expired.
+    #[error("{0}")]
+    Fenced(String),
     /// The store refused this one report (a constraint it breaks, a value it cannot hold):
     /// sending it again fails again. Only ever one record's outcome in
     /// [`Store::commit_reports`]; the rest of the batch is unaffected.
@@ -68,7 +72,7 @@ impl HasErrorCode for StoreError {
             Self::Migration(_) | Self::Corrupt(_) => ErrorCode::Internal,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::AlreadyExists,
-            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Self::FailedPrecondition(_) | Self::Fenced(_) => ErrorCode::FailedPrecondition,
             Self::Rejected(_) => ErrorCode::InvalidArgument,
         }
     }

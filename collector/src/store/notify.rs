@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::StoreResult;
-use super::TimelineKind;
+use super::{Fence, TimelineKind};
 use crate::clock::UnixMs;
 use crate::ids::{DeliveryId, IncidentId, OutboxId, TimelineId};
 
@@ -113,13 +113,16 @@ pub trait NotifyStore: Send + Sync {
     /// Notifiable changes not yet fanned out, oldest first.
     async fn pending_outbox(&self, limit: u32) -> StoreResult<Vec<OutboxItem>>;
 
-    /// Creates the deliveries of an outbox item and marks it fanned out, in one transaction.
+    /// Creates the deliveries of an outbox item and marks it fanned out, in one transaction;
+    /// [`StoreError::Fenced`](super::StoreError::Fenced) (nothing written) once `fence` is
+    /// stale.
     async fn fan_out(
         &self,
         outbox_id: OutboxId,
         incident_id: IncidentId,
         deliveries: &[NewDelivery],
         now: UnixMs,
+        fence: &Fence,
     ) -> StoreResult<()>;
 
     /// Pending and dead-lettered deliveries due by `now`, oldest first; one waits while an
@@ -138,11 +141,13 @@ pub trait NotifyStore: Send + Sync {
     /// for an unknown id, `Conflict` when it is not dead-lettered.
     async fn drop_delivery(&self, id: DeliveryId) -> StoreResult<DeliveryRow>;
 
+    /// Records one delivery attempt; fenced like [`NotifyStore::fan_out`].
     async fn record_delivery(
         &self,
         id: DeliveryId,
         outcome: &DeliveryOutcome,
         now: UnixMs,
+        fence: &Fence,
     ) -> StoreResult<()>;
 
     async fn incident_deliveries(&self, incident: IncidentId) -> StoreResult<Vec<DeliveryRow>>;

@@ -83,6 +83,18 @@ pub struct SlaUpdate {
     pub entries: Vec<SlaEntry>,
 }
 
+/// Proof of holding a lease: its name, the holder, and the generation it was taken at. The
+/// writes only the holder may make (SLA updates and escalations, fan-out, delivery outcomes)
+/// carry it, and the store checks it in the same transaction, so a holder that was paused or
+/// cut off past its lease, while another took over, has its writes refused instead of
+/// escalating twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub generation: i64,
+}
+
 /// Contracts, SLA clocks and the single-runner lease.
 #[async_trait]
 pub trait SlaStore: Send + Sync {
@@ -97,22 +109,30 @@ pub trait SlaStore: Send + Sync {
     /// sweep, e.g. after a maintenance window changed.
     async fn reset_sla(&self, customer: Option<CustomerId>) -> StoreResult<()>;
 
-    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`, unless another
-    /// holder's lease is still valid. True when `holder` holds it.
+    /// Takes or renews the lease `name` for `holder` for `ttl_ms`, unless another holder's
+    /// lease is still valid, and returns the [`Fence`] every write of the holder carries;
+    /// None while another holds it. The generation goes up each time the lease changes hands.
+    /// PostgreSQL judges expiry by its own clock, the one all replicas share; SQLite (one
+    /// replica) by `now`.
     async fn acquire_lease(
         &self,
         name: &str,
         holder: &str,
         now: UnixMs,
         ttl_ms: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<Fence>>;
 
-    /// Incidents whose SLA state must be looked at by `now`, oldest first.
     async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>>;
 
     /// Applies the sweep's decisions in one transaction; each update only if the incident
-    /// is still as the sweep saw it. Returns how many were applied.
-    async fn apply_sla(&self, batch: &[(IncidentSla, SlaUpdate)], now: UnixMs) -> StoreResult<u64>;
+    /// is still as the sweep saw it. Returns how many were applied. [`StoreError::Fenced`]
+    /// (nothing applied) once `fence` is stale.
+    async fn apply_sla(
+        &self,
+        batch: &[(IncidentSla, SlaUpdate)],
+        now: UnixMs,
+        fence: &Fence,
+    ) -> StoreResult<u64>;
 
     async fn incident_sla(&self, id: IncidentId) -> StoreResult<Option<IncidentSlaView>>;
 }

@@ -744,16 +744,67 @@ pub async fn maintenance_windows_round_trip(store: &dyn Store) {
     assert!(store.list_maintenance().await.unwrap().is_empty());
 }
 
+/// The wall clock in Unix milliseconds: what PostgreSQL judges a lease by (its own clock),
+/// passed to SQLite too so one test holds for both.
+fn wall_ms() -> UnixMs {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Takes the runner lease for an hour: the fence the holder's writes carry in these tests.
+pub async fn runner_fence(store: &dyn Store) -> Fence {
+    store.acquire_lease("runner", "test", wall_ms(), 3_600_000).await.unwrap().expect("free")
+}
+
 pub async fn the_lease_has_one_holder_until_it_expires(store: &dyn Store) {
-    assert!(store.acquire_lease("runner", "a", 1_000, 30_000).await.unwrap());
-    assert!(!store.acquire_lease("runner", "b", 2_000, 30_000).await.unwrap(), "a holds it");
-    assert!(store.acquire_lease("runner", "a", 20_000, 30_000).await.unwrap(), "a renews");
-    assert!(!store.acquire_lease("runner", "b", 49_999, 30_000).await.unwrap());
-    assert!(store.acquire_lease("runner", "b", 50_001, 30_000).await.unwrap(), "a's expired");
-    assert!(!store.acquire_lease("runner", "a", 50_002, 30_000).await.unwrap());
+    const TTL: i64 = 1_500;
+    let a = store.acquire_lease("runner", "a", wall_ms(), TTL).await.unwrap().expect("free");
+    assert_eq!((a.holder.as_str(), a.generation), ("a", 1));
+    assert_eq!(store.acquire_lease("runner", "b", wall_ms(), TTL).await.unwrap(), None);
+    let renewed = store.acquire_lease("runner", "a", wall_ms(), TTL).await.unwrap();
+    assert_eq!(renewed, Some(a.clone()), "a renews at the same generation");
+    tokio::time::sleep(std::time::Duration::from_millis(TTL as u64 + 300)).await;
+    let b = store.acquire_lease("runner", "b", wall_ms(), TTL).await.unwrap().expect("expired");
+    assert_eq!(b.generation, 2, "the lease changed hands");
+    assert_eq!(store.acquire_lease("runner", "a", wall_ms(), TTL).await.unwrap(), None);
+}
+
+/// A holder paused past its lease while another took it over writes nothing: its SLA
+/// updates, fan-out and delivery outcomes are refused by the fence, and the new holder's pass.
+pub async fn a_stale_lease_holder_is_fenced_off(store: &dyn Store) {
+    const TTL: i64 = 1_000;
+    let old = store.acquire_lease("runner", "old", wall_ms(), TTL).await.unwrap().unwrap();
+    let (_, fp) = incident_host(store).await;
+    let id =
+        apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
+    let due = store.sla_due(wall_ms() + 3_600_000, 10).await.unwrap();
+    let terms = crate::sla::contract::Terms::new(Default::default(), &[]).unwrap();
+    let update = crate::sla::deadlines::evaluate(&due[0].sla, &terms, &[], 1_000);
+    tokio::time::sleep(std::time::Duration::from_millis(TTL as u64 + 300)).await;
+    let new = store.acquire_lease("runner", "new", wall_ms(), TTL * 60).await.unwrap().unwrap();
+    assert!(new.generation > old.generation);
+
+    let batch = [(due[0].sla.clone(), update)];
+    let refused = store.apply_sla(&batch, wall_ms(), &old).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    assert_eq!(refused.unwrap_err().code(), ErrorCode::FailedPrecondition);
+    let item = store.pending_outbox(10).await.unwrap().remove(0);
+    let d = NewDelivery { event_id: "e".into(), receiver: "hook".into(), payload: "{}".into() };
+    let refused = store.fan_out(item.id, id, std::slice::from_ref(&d), wall_ms(), &old).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    assert!(store.incident_deliveries(id).await.unwrap().is_empty(), "nothing fanned out");
+
+    assert_eq!(store.apply_sla(&batch, wall_ms(), &new).await.unwrap(), 1);
+    store.fan_out(item.id, id, &[d], wall_ms(), &new).await.unwrap();
+    let delivery = store.incident_deliveries(id).await.unwrap().remove(0);
+    let refused = store.record_delivery(delivery.id, &DeliveryOutcome::Delivered, 1, &old).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    store.record_delivery(delivery.id, &DeliveryOutcome::Delivered, 1, &new).await.unwrap();
+    let delivery = store.incident_deliveries(id).await.unwrap().remove(0);
+    assert_eq!((delivery.state, delivery.attempts), (DeliveryState::Delivered, 1));
 }
 
 pub async fn contracts_round_trip_and_mark_incidents_for_the_sweep(store: &dyn Store) {
+    let fence = runner_fence(store).await;
     let (_, fp) = incident_host(store).await;
     let id =
         apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
@@ -763,7 +814,7 @@ pub async fn contracts_round_trip_and_mark_incidents_for_the_sweep(store: &dyn S
     // The sweep decides: nothing due before 13 minutes.
     let terms = crate::sla::contract::Terms::new(Default::default(), &[]).unwrap();
     let update = crate::sla::deadlines::evaluate(&due[0].sla, &terms, &[], 1_000);
-    assert_eq!(store.apply_sla(&[(due[0].sla.clone(), update)], 1_000).await.unwrap(), 1);
+    assert_eq!(store.apply_sla(&[(due[0].sla.clone(), update)], 1_000, &fence).await.unwrap(), 1);
     assert!(store.sla_due(2_000, 100).await.unwrap().is_empty());
     let view = store.incident_sla(id).await.unwrap().unwrap();
     assert_eq!(view.response_due_ms, Some(1_000 + 15 * 60_000));
@@ -785,12 +836,13 @@ pub async fn contracts_round_trip_and_mark_incidents_for_the_sweep(store: &dyn S
     let stale = store.sla_due(3_000, 100).await.unwrap().remove(0);
     store.work_incident(id, &IncidentAction::Acknowledge, "token:ann", 3_500).await.unwrap();
     let update = crate::sla::deadlines::evaluate(&stale.sla, &terms, &[], 3_600);
-    assert_eq!(store.apply_sla(&[(stale.sla, update)], 3_600).await.unwrap(), 0);
+    assert_eq!(store.apply_sla(&[(stale.sla, update)], 3_600, &fence).await.unwrap(), 0);
     let fresh = store.sla_due(3_600, 100).await.unwrap().remove(0);
     assert_eq!(fresh.sla.acknowledged_at_ms, Some(3_500));
 }
 
 pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dyn Store) {
+    let fence = runner_fence(store).await;
     let (_, fp) = incident_host(store).await;
     let id =
         apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
@@ -811,9 +863,9 @@ pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dy
             receiver: "hook".into(),
             payload: "{}".into(),
         };
-        store.fan_out(item.id, id, std::slice::from_ref(&d), 3_000).await.unwrap();
+        store.fan_out(item.id, id, std::slice::from_ref(&d), 3_000, &fence).await.unwrap();
         // Fanning out twice (a crash before the outbox row was marked) adds nothing.
-        store.fan_out(item.id, id, &[d], 3_000).await.unwrap();
+        store.fan_out(item.id, id, &[d], 3_000, &fence).await.unwrap();
     }
     assert!(store.pending_outbox(10).await.unwrap().is_empty());
     assert_eq!(store.notification_backlog().await.unwrap(), (0, 2));
@@ -822,9 +874,9 @@ pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dy
     assert_eq!(due.len(), 1);
     let first = due[0].id;
     let retry = DeliveryOutcome::Retry { error: "HTTP 503".into(), at_ms: 4_000 };
-    store.record_delivery(first, &retry, 3_000).await.unwrap();
+    store.record_delivery(first, &retry, 3_000, &fence).await.unwrap();
     assert!(store.due_deliveries(3_999, 10).await.unwrap().is_empty());
-    store.record_delivery(first, &DeliveryOutcome::Delivered, 4_000).await.unwrap();
+    store.record_delivery(first, &DeliveryOutcome::Delivered, 4_000, &fence).await.unwrap();
     let due = store.due_deliveries(4_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_ne!(due[0].id, first);
@@ -837,6 +889,7 @@ pub async fn notifiable_changes_enter_the_outbox_and_deliver_in_order(store: &dy
 }
 
 pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store: &dyn Store) {
+    let fence = runner_fence(store).await;
     let (_, fp) = incident_host(store).await;
     let id =
         apply(store, vec![raise(&fp, FaultLevel::L2, "md0 degraded")], 1_000).await[0].incident_id;
@@ -850,14 +903,14 @@ pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store:
                 payload: "{}".into(),
             })
             .collect();
-        store.fan_out(item.id, id, &deliveries, 3_000).await.unwrap();
+        store.fan_out(item.id, id, &deliveries, 3_000, &fence).await.unwrap();
     }
     // The first event of each receiver is due; both are dead-lettered.
     let due = store.due_deliveries(3_000, 10).await.unwrap();
     assert_eq!(due.iter().map(|d| d.receiver.as_str()).collect::<Vec<_>>(), ["hook", "gone"]);
     for d in &due {
         let dead = DeliveryOutcome::DeadLetter { error: "HTTP 503".into(), at_ms: 10_000 };
-        store.record_delivery(d.id, &dead, 3_000).await.unwrap();
+        store.record_delivery(d.id, &dead, 3_000, &fence).await.unwrap();
     }
     let counts = store.dead_letter_counts().await.unwrap();
     assert_eq!(
@@ -883,7 +936,7 @@ pub async fn dead_letters_are_retried_in_order_until_delivered_or_dropped(store:
 
     // The receiver answers: delivered, and its next event comes due.
     let (hook, gone) = (dead[0].id, dead[1].id);
-    store.record_delivery(hook, &DeliveryOutcome::Delivered, 10_000).await.unwrap();
+    store.record_delivery(hook, &DeliveryOutcome::Delivered, 10_000, &fence).await.unwrap();
     let next = store.due_deliveries(10_000, 10).await.unwrap();
     assert_eq!(next.len(), 2);
     assert_eq!((next[0].id, next[0].receiver.as_str()), (gone, "gone"));
@@ -944,6 +997,7 @@ macro_rules! store_test_suite {
             case!(classifier_state_and_host_events_are_stored_with_the_batch);
             case!(maintenance_windows_round_trip);
             case!(the_lease_has_one_holder_until_it_expires);
+            case!(a_stale_lease_holder_is_fenced_off);
             case!(contracts_round_trip_and_mark_incidents_for_the_sweep);
             case!(notifiable_changes_enter_the_outbox_and_deliver_in_order);
             case!(dead_letters_are_retried_in_order_until_delivered_or_dropped);

@@ -5,29 +5,36 @@
 //! evaluator whenever it applies a change that enters the outbox.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{BackgroundTask, TaskOutcome};
+use crate::lease::SharedFence;
 use crate::notify::Notifier;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 #[derive(Debug)]
 pub struct Notifications {
     pub store: Arc<dyn Store>,
     pub notifier: Notifier,
-    /// True while this replica holds the runner lease.
-    pub holding: Arc<AtomicBool>,
+    /// The runner lease's fence while this replica holds it.
+    pub fence: SharedFence,
 }
 
 impl Notifications {
     /// One tick of the notifier, on the lease holder only; false when standing by.
     async fn tick(&self) -> StoreResult<bool> {
-        if !self.holding.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
+        let fence = self.fence.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(fence) = fence else { return Ok(false) };
         let receivers = self.notifier.receiver_names();
         let contracts = crate::sla::Contracts::load(self.store.as_ref(), &receivers).await?;
-        self.notifier.tick(&contracts).await?;
+        match self.notifier.tick(&contracts, &fence).await {
+            // The lease moved on while this tick ran: what it had not written is left to the
+            // new holder.
+            Err(StoreError::Fenced(why)) => {
+                tracing::warn!(reason = %why, "lost the runner lease during notification delivery");
+                return Ok(false);
+            }
+            done => done?,
+        }
         Ok(true)
     }
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{BackgroundTask, TaskOutcome};
 use crate::clock::SharedClock;
-use crate::lease::Lease;
+use crate::lease::{Lease, SharedFence};
 use crate::maintenance::Maintenance;
-use crate::store::{Store, StoreResult};
+use crate::store::{Fence, Store, StoreError, StoreResult};
 
 /// What the sweep needs: the lease, the maintenance windows that pause clocks, and the
 /// receiver names contracts may refer to.
@@ -26,6 +26,8 @@ pub struct SlaSweep {
     /// True while this replica holds the lease (read by the notifications task and
     /// `/metrics`).
     pub holding: Arc<AtomicBool>,
+    /// The fence of the lease while held (read by the notifications task).
+    pub fence: SharedFence,
     /// Whether the lease was held at the last activation that could tell, so that a change
     /// is logged once.
     held_before: Option<bool>,
@@ -48,27 +50,40 @@ impl SlaSweep {
         maintenance: Maintenance,
         receivers: Vec<String>,
         holding: Arc<AtomicBool>,
+        fence: SharedFence,
     ) -> Self {
-        Self { store, clock, lease, maintenance, receivers, holding, held_before: None }
+        Self { store, clock, lease, maintenance, receivers, holding, fence, held_before: None }
     }
 
     /// Takes or renews the lease, and if this replica holds it, sweeps the SLA clocks.
     async fn sweep(&self) -> StoreResult<Swept> {
         let held = self.lease.hold().await;
-        let holding = matches!(held, Ok(true));
-        self.holding.store(holding, Ordering::Relaxed);
-        metrics::gauge!(crate::metrics::RUNNER_LEASE_HELD).set(f64::from(u8::from(holding)));
-        if !held? {
-            return Ok(Swept::StandingBy);
-        }
+        let fence = held.as_ref().ok().cloned().flatten();
+        self.set_fence(fence.clone());
+        let Some(fence) = held? else { return Ok(Swept::StandingBy) };
         let receivers: Vec<&str> = self.receivers.iter().map(String::as_str).collect();
         let mut looked_at = 0;
         // A full sweep means more is due: the next one follows at once (each is short, so
         // ingest's commits interleave between them).
         loop {
-            let stats =
-                crate::sla::sweep(self.store.as_ref(), &self.clock, &self.maintenance, &receivers)
-                    .await?;
+            let stats = match crate::sla::sweep(
+                self.store.as_ref(),
+                &self.clock,
+                &self.maintenance,
+                &receivers,
+                &fence,
+            )
+            .await
+            {
+                Err(StoreError::Fenced(why)) => {
+                    // Paused or cut off past the lease while another replica took it: its
+                    // writes were refused; stand by until the lease is ours again.
+                    self.set_fence(None);
+                    tracing::warn!(reason = %why, "lost the runner lease during an SLA sweep");
+                    return Ok(Swept::StandingBy);
+                }
+                stats => stats?,
+            };
             looked_at += stats.looked_at;
             if stats.looked_at < u64::from(crate::sla::SWEEP_LIMIT) {
                 break;
@@ -76,6 +91,13 @@ impl SlaSweep {
             tokio::task::yield_now().await;
         }
         Ok(Swept::Holding { looked_at })
+    }
+
+    fn set_fence(&self, fence: Option<Fence>) {
+        let holding = fence.is_some();
+        *self.fence.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
+        self.holding.store(holding, Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::RUNNER_LEASE_HELD).set(f64::from(u8::from(holding)));
     }
 
     /// Logs the lease changing hands, once per change.

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::sla::check_fence;
 use super::*;
 
 const DELIVERY_COLUMNS: &str = "id, incident_id, event_id, receiver, payload, state, attempts, \
@@ -55,9 +56,11 @@ impl NotifyStore for PgStore {
         incident_id: IncidentId,
         deliveries: &[NewDelivery],
         now: UnixMs,
+        fence: &Fence,
     ) -> StoreResult<()> {
         let mut conn = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        check_fence(&mut tx, fence).await?;
         for d in deliveries {
             sqlx::query(
                 "INSERT INTO deliveries (outbox_id, incident_id, event_id, receiver, payload, \
@@ -163,6 +166,7 @@ impl NotifyStore for PgStore {
         id: DeliveryId,
         outcome: &DeliveryOutcome,
         now: UnixMs,
+        fence: &Fence,
     ) -> StoreResult<()> {
         let (state, error, next, delivered) = match outcome {
             DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
@@ -172,6 +176,8 @@ impl NotifyStore for PgStore {
             }
         };
         let mut conn = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        check_fence(&mut tx, fence).await?;
         sqlx::query(
             "UPDATE deliveries SET state = $1, attempts = attempts + 1, next_attempt_at_ms = $2, \
              last_error = COALESCE($3, last_error), delivered_at_ms = $4 WHERE id = $5",
@@ -181,9 +187,10 @@ impl NotifyStore for PgStore {
         .bind(error)
         .bind(delivered)
         .bind(id)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -16,6 +16,30 @@ fn contract_row(row: &PgRow) -> StoreResult<ContractRow> {
     })
 }
 
+/// The database's clock in Unix milliseconds.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// Refuses a write whose fence is stale: the lease is no longer `fence.holder`'s at
+/// `fence.generation`, or it expired by the database's clock. Called first in the write's
+/// transaction; the row is locked `FOR SHARE` until that transaction ends, so a takeover (an
+/// update of the row) waits for it: the write lands before the lease moves, or is refused.
+pub(super) async fn check_fence(tx: &mut PgConnection, fence: &Fence) -> StoreResult<()> {
+    let held: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT generation FROM leases WHERE name = $1 AND holder = $2 AND generation = $3 \
+         AND expires_at_ms >= {DB_NOW_MS} FOR SHARE"
+    ))
+    .bind(&fence.lease)
+    .bind(&fence.holder)
+    .bind(fence.generation)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(fenced(fence)),
+    }
+}
+
 /// Marks the incidents of `customer` (of everyone when None) for the next SLA sweep.
 pub(super) async fn reset_sla(
     conn: &mut sqlx::PgConnection,
@@ -89,27 +113,32 @@ impl SlaStore for PgStore {
         holder: &str,
         now: UnixMs,
         ttl_ms: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Fence>> {
+        // Judged by the database's clock, which every replica shares: a replica whose own
+        // clock runs fast or slow neither steals the lease nor keeps it too long.
+        let _ = now;
         let mut conn = self.writer().await?;
-        sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+        let generation: Option<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO leases (name, holder, expires_at_ms, generation) \
+             VALUES ($1, $2, {DB_NOW_MS} + $3, 1) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-             expires_at_ms = excluded.expires_at_ms \
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < $4",
-        )
+             expires_at_ms = excluded.expires_at_ms, \
+             generation = CASE WHEN leases.holder = excluded.holder THEN leases.generation \
+                               ELSE leases.generation + 1 END \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < {DB_NOW_MS} \
+             RETURNING generation"
+        ))
         .bind(name)
         .bind(holder)
-        .bind(now + ttl_ms)
-        .bind(now)
-        .execute(&mut *conn)
+        .bind(ttl_ms)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let current: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(current == holder)
+        Ok(generation.map(|generation| Fence {
+            lease: name.to_owned(),
+            holder: holder.to_owned(),
+            generation,
+        }))
     }
 
     async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>> {
@@ -162,9 +191,15 @@ impl SlaStore for PgStore {
             .collect()
     }
 
-    async fn apply_sla(&self, batch: &[(IncidentSla, SlaUpdate)], now: UnixMs) -> StoreResult<u64> {
+    async fn apply_sla(
+        &self,
+        batch: &[(IncidentSla, SlaUpdate)],
+        now: UnixMs,
+        fence: &Fence,
+    ) -> StoreResult<u64> {
         let mut conn = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        check_fence(&mut tx, fence).await?;
         let mut applied = std::collections::HashSet::new();
         // One multi-row UPDATE per chunk (15 parameters a row, well under PostgreSQL's 65 535).
         // Each row only if nothing the clocks depend on changed since the sweep read the

@@ -16,6 +16,31 @@ fn contract_row(row: &SqliteRow) -> StoreResult<ContractRow> {
     })
 }
 
+/// Refuses a write whose fence is stale: the lease is no longer `fence.holder`'s at
+/// `fence.generation`, or it expired by `now`. Called first in the write's transaction; SQLite
+/// has one writer, so nothing takes the lease over before that transaction ends.
+pub(super) async fn check_fence(
+    tx: &mut SqliteConnection,
+    fence: &Fence,
+    now: UnixMs,
+) -> StoreResult<()> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND generation = ? \
+         AND expires_at_ms >= ?",
+    )
+    .bind(&fence.lease)
+    .bind(&fence.holder)
+    .bind(fence.generation)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(fenced(fence)),
+    }
+}
+
 /// Marks the incidents of `customer` (of everyone when None) for the next SLA sweep.
 pub(super) async fn reset_sla(
     conn: &mut sqlx::SqliteConnection,
@@ -89,27 +114,30 @@ impl SlaStore for SqliteStore {
         holder: &str,
         now: UnixMs,
         ttl_ms: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Fence>> {
         let mut conn = self.writer().await;
-        sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at_ms) VALUES (?, ?, ?) \
+        // The generation goes up when the lease changes hands (the SET reads the old row).
+        let generation: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at_ms, generation) VALUES (?1, ?2, ?3, 1) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-             expires_at_ms = excluded.expires_at_ms \
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < ?",
+             expires_at_ms = excluded.expires_at_ms, \
+             generation = CASE WHEN leases.holder = excluded.holder THEN leases.generation \
+                               ELSE leases.generation + 1 END \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < ?4 \
+             RETURNING generation",
         )
         .bind(name)
         .bind(holder)
         .bind(now + ttl_ms)
         .bind(now)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let current: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(current == holder)
+        Ok(generation.map(|generation| Fence {
+            lease: name.to_owned(),
+            holder: holder.to_owned(),
+            generation,
+        }))
     }
 
     async fn sla_due(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<SlaRow>> {
@@ -162,9 +190,15 @@ impl SlaStore for SqliteStore {
             .collect()
     }
 
-    async fn apply_sla(&self, batch: &[(IncidentSla, SlaUpdate)], now: UnixMs) -> StoreResult<u64> {
+    async fn apply_sla(
+        &self,
+        batch: &[(IncidentSla, SlaUpdate)],
+        now: UnixMs,
+        fence: &Fence,
+    ) -> StoreResult<u64> {
         let mut conn = self.writer().await;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        check_fence(&mut tx, fence, now).await?;
         let mut applied = std::collections::HashSet::new();
         // One multi-row UPDATE per chunk (15 parameters a row, well under SQLite's limit).
         // Each row only if nothing the clocks depend on changed since the sweep read the

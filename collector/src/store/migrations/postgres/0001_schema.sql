@@ -226,10 +226,13 @@ CREATE TABLE contracts (
     updated_by     TEXT NOT NULL
 );
 
+-- Judged by the database's clock; `generation` rises each time the lease changes hands and is
+-- the fence the holder's writes carry.
 CREATE TABLE leases (
     name           TEXT PRIMARY KEY,
     holder         TEXT NOT NULL,
-    expires_at_ms  BIGINT NOT NULL
+    expires_at_ms  BIGINT NOT NULL,
+    generation     BIGINT NOT NULL DEFAULT 1
 );
 
 CREATE TABLE outbox (
