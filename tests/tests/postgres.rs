@@ -116,6 +116,61 @@ async fn reports_land_in_postgresql_and_survive_the_collector_being_killed() {
     collector.proc.terminate();
 }
 
+/// Runs `program args`, failing the test with its stderr when it fails.
+fn run_tool(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run (package postgresql-client): {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+}
+
+/// The recipe of docs/scale-out.md: `pg_dump --format=custom` while the collector ingests,
+/// `pg_restore` into a new database, and a collector on it holds what was dumped and takes
+/// the same agent's reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_and_pg_restore_carry_the_store_to_a_new_database() {
+    let Some(source) = TestDatabase::create("pg_dump_and_pg_restore").await else { return };
+    let Some(target) = TestDatabase::create("pg_dump_and_pg_restore").await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let collector = Collector::start(&data, None, &["--database", &source.url]);
+    let ports = (collector.grpc, collector.http);
+    let agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+    collector
+        .wait_for("three reports", Duration::from_secs(30), async |c| {
+            (c.receipts_once(&host, &instance).await.len() >= 3).then_some(())
+        })
+        .await;
+
+    // Online: the agent keeps reporting while the dump runs.
+    let dump = tmp.path().join("vigil.pgdump");
+    let dump_arg = dump.to_str().unwrap();
+    run_tool("pg_dump", &["--format=custom", "--file", dump_arg, &source.url]);
+    let dumped = source.count("report_receipts").await;
+    run_tool("pg_restore", &["--no-owner", "--dbname", &target.url, dump_arg]);
+    for table in ["hosts", "certificates", "api_tokens", "incidents", "outbox", "leases"] {
+        assert_eq!(target.count(table).await, source.count(table).await, "{table}");
+    }
+    let restored = target.count("report_receipts").await;
+    assert!(restored >= 3 && restored <= dumped, "{restored} receipts restored of {dumped}");
+
+    // The collector moves to the restored database; the same agent keeps reporting to it.
+    drop(collector);
+    let collector = Collector::start(&data, Some(ports), &["--database", &target.url]);
+    let held = collector.receipts_once(&host, &instance).await;
+    let last = *held.last().unwrap();
+    collector
+        .wait_for("a report to the restored database", Duration::from_secs(30), async |c| {
+            (c.receipts_once(&host, &instance).await.last() > Some(&last)).then_some(())
+        })
+        .await;
+    drop(agent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_refused_and_unreachable_databases_are_told_apart() {
     let Some(db) = TestDatabase::create("wrong_refused_and_unreachable").await else { return };
