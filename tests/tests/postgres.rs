@@ -116,6 +116,113 @@ async fn reports_land_in_postgresql_and_survive_the_collector_being_killed() {
     collector.proc.terminate();
 }
 
+/// A TCP proxy on a loopback port in front of the test database that the test can cut: every
+/// open connection is dropped and new ones are refused until it is restored. The database
+/// "goes away" for the collector without stopping the shared PostgreSQL.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, list) = (cut.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                list.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, cut, connections }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database becomes unreachable under a running collector and comes back: meanwhile
+/// `/readyz` says the collector is not ready and no report is acknowledged (the agent keeps
+/// them spooled); afterwards every report is stored once and none is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_holds_acknowledgements_and_loses_nothing() {
+    let Some(db) = TestDatabase::create("a_database_outage").await else { return };
+    let upstream = {
+        let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+        let host = options.get_host().to_owned();
+        let host = if host.starts_with('/') { "127.0.0.1".to_owned() } else { host };
+        tokio::net::lookup_host((host.as_str(), options.get_port())).await.unwrap().next().unwrap()
+    };
+    let proxy = CuttableProxy::start(upstream).await;
+    let (_, path) = db.url.rsplit_once('/').unwrap();
+    let user = db.url.split("://").nth(1).unwrap().split('@').next().unwrap();
+    let via_proxy = format!("postgres://{user}@127.0.0.1:{}/{path}", proxy.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let collector = Collector::start(&data, None, &["--database", &via_proxy]);
+    let agent = Agent::enroll_and_start(&collector, &tmp.path().join("agent"), &[]).await;
+    let host = first_reported_host(&collector, Duration::from_secs(30)).await;
+    let host = host["id"].as_str().unwrap().to_owned();
+    let instance = agent.instance();
+    collector
+        .wait_for("three reports", Duration::from_secs(30), async |c| {
+            (c.receipts_once(&host, &instance).await.len() >= 3).then_some(())
+        })
+        .await;
+
+    proxy.cut();
+    let cut_at = std::time::Instant::now();
+    let acked_at_cut = db.count("report_receipts").await;
+    collector
+        .wait_for("/readyz to say not ready", Duration::from_secs(30), async |c| {
+            (c.get_status("/readyz").await.0 == 503).then_some(())
+        })
+        .await;
+    // The agent reports every second: with nothing acknowledged, its spool grows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while agent.spooled() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the agent's spool did not grow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let outage = cut_at.elapsed();
+    assert!(db.count("report_receipts").await <= acked_at_cut + 1, "nothing stored while cut");
+
+    proxy.restore();
+    let restored_at = std::time::Instant::now();
+    collector
+        .wait_for("the spool to drain", Duration::from_secs(60), async |c| {
+            (c.get_status("/readyz").await.0 == 200 && agent.spooled() == 0).then_some(())
+        })
+        .await;
+    eprintln!(
+        "database cut for {:.1} s; acknowledgements resumed {:.1} s after it came back",
+        outage.as_secs_f64(),
+        restored_at.elapsed().as_secs_f64()
+    );
+    let seqs: Vec<u64> = collector.receipts_once(&host, &instance).await.into_iter().collect();
+    assert_eq!(seqs, (1..=*seqs.last().unwrap()).collect::<Vec<_>>(), "no seq is missing");
+    drop(agent);
+}
+
 /// Runs `program args`, failing the test with its stderr when it fails.
 fn run_tool(program: &str, args: &[&str]) {
     let out = std::process::Command::new(program)
