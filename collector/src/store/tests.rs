@@ -1061,6 +1061,41 @@ pub(crate) async fn open_postgres() -> Option<(TestSchema, postgres::PgStore)> {
 
 store_test_suite!(postgres_backend, open_postgres());
 
+/// PostgreSQL only: roll-ups are partitioned by time, and retention drops a partition that
+/// ended before the cut-off (counting its rows) instead of deleting them one by one.
+#[tokio::test]
+async fn postgres_retention_drops_expired_rollup_partitions() {
+    let Some((_schema, store)) = open_postgres().await else { return };
+    const DAY: i64 = 86_400_000;
+    let host = enrolled(&store, "srv01").await;
+    let now = wall_ms();
+    commit(&store, &[record(host, "i1", 1, now - 45 * DAY), record(host, "i1", 2, now)]).await;
+    let partition_of = async |at: i64| -> String {
+        sqlx::query_scalar(
+            "SELECT tableoid::regclass::TEXT FROM rollups_5m WHERE bucket_start_ms <= $1 \
+             ORDER BY bucket_start_ms DESC LIMIT 1",
+        )
+        .bind(at)
+        .fetch_one(&store.read)
+        .await
+        .unwrap()
+    };
+    let old = partition_of(now - 45 * DAY).await;
+    assert!(old.contains("rollups_5m_p"), "the old roll-up is in a time partition: {old}");
+    let stats = store.prune(0, now - 10 * DAY, 5_000).await.unwrap();
+    assert_eq!(stats.rollups, 1, "{stats:?}");
+    // Looked up through this test's search path: other tests' schemas have the same names.
+    let gone: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NULL")
+        .bind(&old)
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+    assert!(gone, "{old} was dropped");
+    let kept = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].bucket_start_ms > now - 10 * DAY);
+}
+
 /// SQLite only: a store that cannot write (another process holds the database's write lock)
 /// fails the whole batch as unavailable, commits nothing, and no report is blamed for it.
 #[tokio::test]

@@ -52,6 +52,13 @@ pub(super) fn refused(err: sqlx::Error) -> StoreError {
     if own { StoreError::Rejected(err.to_string()) } else { unavailable(err) }
 }
 
+/// The width of one roll-up partition: 30 days of `bucket_start_ms`, counted from the Unix
+/// epoch (partition `rollups_5m_p<n>` holds `[n, n + 1)` widths).
+pub(super) const ROLLUP_PARTITION_MS: i64 = 30 * 86_400_000;
+
+/// The database's clock in Unix milliseconds.
+pub(super) const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
 /// A connection the database refused for good (SQLSTATE class 28, authentication; 3D000, no
 /// such database) is a setting to fix, not an outage to wait out.
 fn refused_connection(err: sqlx::Error) -> StoreError {
@@ -121,7 +128,42 @@ impl PgStore {
             .run(&read)
             .await
             .map_err(migration_failed)?;
-        Ok(Self { read })
+        let store = Self { read };
+        store.make_rollup_partitions(None).await?;
+        Ok(store)
+    }
+
+    /// Makes the roll-up partitions from two ranges back (but none wholly before
+    /// `not_before_ms`, what retention keeps) to three ahead of the database's clock, those that
+    /// do not exist yet. Run at start and by every retention pass, so a collector never writes
+    /// past the partitions it made. A range the default partition
+    /// already holds rows of cannot be made (PostgreSQL refuses); its rows stay in the
+    /// default partition and retention deletes them row by row.
+    pub(super) async fn make_rollup_partitions(
+        &self,
+        not_before_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        let now: i64 = sqlx::query_scalar(&format!("SELECT {DB_NOW_MS}"))
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        let current = now.div_euclid(ROLLUP_PARTITION_MS);
+        let first = not_before_ms.map_or(current - 2, |at| {
+            (current - 2).max(at.div_euclid(ROLLUP_PARTITION_MS)).min(current)
+        });
+        for n in first..=current + 3 {
+            let (from, to) = (n * ROLLUP_PARTITION_MS, (n + 1) * ROLLUP_PARTITION_MS);
+            let made = sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS rollups_5m_p{n} PARTITION OF rollups_5m \
+                 FOR VALUES FROM ({from}) TO ({to})"
+            ))
+            .execute(&self.read)
+            .await;
+            if let Err(err) = made {
+                tracing::warn!(partition = n, error = %err, "roll-up partition not made");
+            }
+        }
+        Ok(())
     }
 
     /// A connection for one write (a transaction of its own, or one statement).

@@ -289,6 +289,40 @@ impl ReportStore for PgStore {
             }
             tokio::task::yield_now().await;
         }
+        // Roll-ups: whole partitions that ended before the cut-off are dropped; what is left
+        // (the partition the cut-off falls in, the default one) is deleted row by row.
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'rollups_5m'::regclass",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        for partition in partitions {
+            let Some(n) =
+                partition.strip_prefix("rollups_5m_p").and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if (n + 1) * ROLLUP_PARTITION_MS > rollups_before {
+                continue;
+            }
+            let mut conn = self.writer().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {partition}"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query(&format!("DROP TABLE {partition}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            stats.rollups += rows.max(0) as u64;
+            stats.batches += 1;
+            tracing::info!(partition, rows, "dropped an expired roll-up partition");
+        }
+        self.make_rollup_partitions(Some(rollups_before)).await?;
         loop {
             let mut conn = self.writer().await?;
             let deleted = sqlx::query(

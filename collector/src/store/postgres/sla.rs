@@ -16,9 +16,6 @@ fn contract_row(row: &PgRow) -> StoreResult<ContractRow> {
     })
 }
 
-/// The database's clock in Unix milliseconds.
-const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
-
 /// Refuses a write whose fence is stale: the lease is no longer `fence.holder`'s at
 /// `fence.generation`, or it expired by the database's clock. Called first in the write's
 /// transaction; the row is locked `FOR SHARE` until that transaction ends, so a takeover (an

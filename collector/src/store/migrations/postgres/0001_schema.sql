@@ -66,6 +66,9 @@ CREATE TABLE latest_reports (
     report          BYTEA NOT NULL
 );
 
+-- Partitioned by time (30-day ranges of bucket_start_ms, named rollups_5m_p<n>, made ahead by
+-- the collector), so retention drops whole partitions instead of deleting rows. What falls
+-- outside every partition (a replay older than the partitions made) lands in the default one.
 CREATE TABLE rollups_5m (
     host_id         TEXT NOT NULL,
     series          TEXT NOT NULL,
@@ -78,7 +81,8 @@ CREATE TABLE rollups_5m (
     -- PostgreSQL holds NaN where SQLite cannot (it reads NaN as NULL): refused alike, so a
     -- report carrying one fails alone on either store.
     CHECK (min_value <> 'NaN' AND max_value <> 'NaN' AND sum_value <> 'NaN')
-);
+) PARTITION BY RANGE (bucket_start_ms);
+CREATE TABLE rollups_5m_default PARTITION OF rollups_5m DEFAULT;
 CREATE INDEX rollups_5m_bucket ON rollups_5m (bucket_start_ms);
 
 CREATE TABLE host_series (
