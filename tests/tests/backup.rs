@@ -10,6 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::Connection;
+use vigil_e2e::mdstat::{DEGRADED, root_with};
 use vigil_e2e::{Agent, Collector, first_reported_host, run};
 
 /// Runs `vigil-collector --data-dir DIR ARGS` (the default config path, absent here, means
@@ -35,6 +37,36 @@ async fn timeline(collector: &Collector, host: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every incident with its timeline, one line per entry: what a backup must carry.
+async fn incident_lines(collector: &Collector) -> BTreeSet<String> {
+    let list = collector.get("/api/v1/incidents?limit=1000").await;
+    let mut lines = BTreeSet::new();
+    for incident in list["incidents"].as_array().into_iter().flatten() {
+        let number = incident["number"].as_str().unwrap();
+        let shown = collector.get(&format!("/api/v1/incidents/{number}")).await;
+        lines.insert(format!("{number} {} {}", incident["rule"], incident["resource"]));
+        for entry in shown["timeline"].as_array().into_iter().flatten() {
+            lines.insert(format!(
+                "{number} {} {} {}",
+                entry["at_ms"], entry["kind"], entry["detail"]
+            ));
+        }
+    }
+    lines
+}
+
+/// The outbox of the store in `data_dir`, read from its database file.
+async fn outbox(data_dir: &Path) -> BTreeSet<(i64, i64, i64)> {
+    let url = format!("sqlite://{}?mode=ro", data_dir.join("vigil.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_as("SELECT id, incident_id, timeline_id FROM outbox")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 fn ids(list: &[Value], key: &str) -> BTreeSet<String> {
     list.iter().filter_map(|v| v[key].as_str().map(str::to_owned)).collect()
 }
@@ -46,13 +78,23 @@ async fn a_backup_taken_while_ingesting_restores_into_a_collector_the_same_agent
     let mut source = Collector::start(&data, None, &[]);
     let ports = (source.grpc, source.http);
     let state = tmp.path().join("agent");
-    let mut agent = Agent::enroll_and_start(&source, &state, &[]).await;
+    // A degraded array: an incident (with its timeline and outbox entries) is in the backup.
+    let root = root_with(tmp.path(), "root", DEGRADED);
+    let mut agent =
+        Agent::enroll_and_start(&source, &state, &["--root", root.to_str().unwrap()]).await;
     let host = first_reported_host(&source, Duration::from_secs(30)).await;
     let host = host["id"].as_str().unwrap().to_owned();
     let instance = agent.instance();
     source
         .wait_for("three reports", Duration::from_secs(30), async |c| {
             (c.receipts_once(&host, &instance).await.len() >= 3).then_some(())
+        })
+        .await;
+    source
+        // Degraded from the first report: found by the baseline review of a new host.
+        .wait_for("an incident", Duration::from_secs(30), async |c| {
+            let got = c.get("/api/v1/incidents").await;
+            got["incidents"].as_array().is_some_and(|l| !l.is_empty()).then_some(())
         })
         .await;
 
@@ -104,6 +146,14 @@ async fn a_backup_taken_while_ingesting_restores_into_a_collector_the_same_agent
     assert!(held.is_subset(&after_backup), "the copy holds what the source held");
     let copied_events = timeline(&copy, &host).await;
     assert!(copied_events.is_subset(&timeline(&source, &host).await), "{copied_events:?}");
+    // Incidents with their timelines, and the outbox, as the source held them.
+    let copied_incidents = incident_lines(&copy).await;
+    assert!(!copied_incidents.is_empty(), "the incident is in the backup");
+    let source_incidents = incident_lines(&source).await;
+    assert!(copied_incidents.is_subset(&source_incidents), "{copied_incidents:?}");
+    let copied_outbox = outbox(&restored).await;
+    assert!(!copied_outbox.is_empty(), "the opening of the incident is in the outbox");
+    assert!(copied_outbox.is_subset(&outbox(&data).await), "{copied_outbox:?}");
     let replica = |dir: &Path| std::fs::read_to_string(dir.join("replica.id")).unwrap();
     assert_ne!(replica(&data), replica(&restored), "a restored collector is a new replica");
     drop(copy);
