@@ -14,8 +14,11 @@
 //! maintenance window covers a tenth of the hosts, so calendars and pauses are exercised. The
 //! budget is 100 ms per sweep over 10 000 open incidents.
 //!
+//! With `--database URL` the store is PostgreSQL instead, in a schema of its own that is
+//! dropped afterwards.
+//!
 //! ```text
-//! cargo run --release -p vigil-collector --example sla_sweep_bench [-- --incidents N]
+//! cargo run --release -p vigil-collector --example sla_sweep_bench [-- --incidents N] [--database URL]
 //! ```
 
 use std::sync::Arc;
@@ -26,36 +29,52 @@ use vigil_collector::clock::{ManualClock, SharedClock};
 use vigil_collector::ids::HostId;
 use vigil_collector::maintenance::Maintenance;
 use vigil_collector::sla::contract::Contract;
+use vigil_collector::store::postgres::PgStore;
 use vigil_collector::store::sqlite::SqliteStore;
 use vigil_collector::store::{
-    CertificateRecord, ContractRow, EnrollmentToken, EnrolmentStore, Fingerprint, HostEvaluation,
-    IncidentOp, IncidentStore, MaintenanceStore, MaintenanceWindowRow, NewHost, SlaStore,
-    TenancyStore,
+    CertificateRecord, ContractRow, EnrollmentToken, Fingerprint, HostEvaluation, IncidentOp,
+    MaintenanceWindowRow, NewHost, Store,
 };
 
 const HOSTS: usize = 100;
 const T0: i64 = 1_795_000_000_000;
 
-fn incidents_arg() -> Result<usize, String> {
+/// `--incidents N` (default 10 000) and `--database URL` (default: SQLite in a temporary
+/// directory).
+fn args() -> Result<(usize, Option<String>), String> {
     let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => Ok(10_000),
-        (Some("--incidents"), Some(n)) => n.parse().map_err(|e| format!("--incidents {n}: {e}")),
-        (Some(other), _) => Err(format!("unexpected argument {other:?}")),
+    let (mut incidents, mut database) = (10_000, None);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--incidents", Some(n)) => {
+                incidents = n.parse().map_err(|e| format!("--incidents {n}: {e}"))?;
+            }
+            ("--database", Some(url)) => database = Some(url),
+            (other, _) => return Err(format!("unexpected argument {other:?}")),
+        }
     }
+    Ok((incidents, database))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let incidents = match incidents_arg() {
-        Ok(n) => n,
+    let (incidents, database) = match args() {
+        Ok(args) => args,
         Err(message) => {
-            eprintln!("sla_sweep_bench: {message}\nusage: sla_sweep_bench [--incidents N]");
+            eprintln!(
+                "sla_sweep_bench: {message}\n\
+                 usage: sla_sweep_bench [--incidents N] [--database postgres://…]"
+            );
             std::process::exit(2);
         }
     };
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path()).await.expect("store");
+    let schema = format!("vigil_bench_{}", std::process::id());
+    let store: Arc<dyn Store> = match &database {
+        None => Arc::new(SqliteStore::open(dir.path()).await.expect("store")),
+        Some(url) => Arc::new(PgStore::open(url, Some(&schema)).await.expect("store")),
+    };
+    println!("store: {}", if database.is_some() { "PostgreSQL" } else { "SQLite" });
     let clock = Arc::new(ManualClock::new(T0));
     let shared: SharedClock = clock.clone();
 
@@ -133,7 +152,7 @@ async fn main() {
         };
         store.create_maintenance(&window).await.unwrap();
     }
-    maintenance.reload(&store).await.unwrap();
+    maintenance.reload(store.as_ref()).await.unwrap();
 
     let levels = [FaultLevel::L1, FaultLevel::L2, FaultLevel::L3, FaultLevel::L4];
     let mut batch = Vec::new();
@@ -182,9 +201,10 @@ async fn main() {
         let mut total = vigil_collector::sla::SweepStats::default();
         loop {
             let one = Instant::now();
-            let stats = vigil_collector::sla::sweep(&store, &shared, &maintenance, &[], &fence)
-                .await
-                .unwrap();
+            let stats =
+                vigil_collector::sla::sweep(store.as_ref(), &shared, &maintenance, &[], &fence)
+                    .await
+                    .unwrap();
             sweeps.push(one.elapsed());
             total.looked_at += stats.looked_at;
             total.warnings += stats.warnings;
@@ -209,4 +229,12 @@ async fn main() {
         "budget 100 ms per sweep over 10 000 open incidents: longest sweep {worst:.2?} ({})",
         if worst.as_millis() <= 100 { "within" } else { "OVER" }
     );
+    if let Some(url) = &database {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .expect("drop the bench schema");
+    }
 }
