@@ -499,8 +499,7 @@ impl Validate for CollectorConfig {
                      unset for the embedded SQLite store in data_dir",
                 ));
             }
-            if let Err(err) = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
-            {
+            if let Err(err) = crate::store::postgres::targets::Targets::parse(url) {
                 return Err(FieldError::new("store.url", format!("not a valid URL: {err}")));
             }
         }

@@ -9,6 +9,8 @@
 pub mod alertmanager;
 pub mod identity;
 pub mod mdstat;
+pub mod pgbouncer;
+pub mod postgres;
 pub mod prometheus;
 pub mod webhook;
 
@@ -61,6 +63,18 @@ impl Proc {
         }
     }
 
+    /// SIGSTOP: the process stops where it is (a VM stall, a debugger) until [`Self::resume`].
+    pub fn pause(&self) {
+        let status = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -STOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        let status = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -CONT");
+    }
+
     /// SIGKILL: a crash, no goodbye, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -106,6 +120,15 @@ impl Collector {
         extra: &[&str],
     ) -> Self {
         Self::spawn(data_dir, ports, config, extra, None, &[])
+    }
+
+    /// Another replica of `first` (same config and flags, its own data directory and ports),
+    /// holding `first`'s bootstrap admin token as an operator would copy it over.
+    pub fn start_replica(first: &Collector, data_dir: &Path, config: &str, extra: &[&str]) -> Self {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(data_dir).expect("data dir");
+        write_secret(&data_dir.join("admin.token"), &format!("{}\n", first.admin_token));
+        Self::start_with_config(data_dir, None, config, extra)
     }
 
     /// [`Self::start`] with extra environment variables for the collector process.
@@ -184,10 +207,11 @@ impl Collector {
                 .map(str::to_owned)
                 .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
         };
+        // A replica started over a database that already has API tokens makes none; it is
+        // given its first replica's file (`start_replica`), or has none.
         let admin_token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .expect("bootstrap admin token")
-            .trim()
-            .to_owned();
+            .map(|token| token.trim().to_owned())
+            .unwrap_or_default();
         Self {
             grpc: field("grpc").parse().expect("grpc address"),
             http: field("http").parse().expect("http address"),

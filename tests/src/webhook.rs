@@ -1,6 +1,8 @@
 //! A webhook receiver for end-to-end tests: a small HTTP/1.1 server on a loopback port that
 //! records every request and answers each with the status currently set (so a test can make
-//! it fail, then recover). It verifies nothing itself; tests check signatures and bodies.
+//! it fail, then recover), or holds the answer to the next request until the test releases it
+//! (a sender caught mid-delivery). It verifies nothing itself; tests check signatures and
+//! bodies.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,8 +39,18 @@ pub struct Webhook {
     pub url: String,
     requests: Arc<Mutex<Vec<Request>>>,
     status: Arc<Mutex<u16>>,
+    hold: Hold,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
+
+/// The answer to the next request, while a test holds it.
+type Hold = Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>;
+
+/// Releases the answer [`Webhook::hold_next`] holds back (also when dropped).
+#[derive(Debug)]
+pub struct Release(
+    #[allow(dead_code, reason = "dropped to release")] tokio::sync::oneshot::Sender<()>,
+);
 
 impl Webhook {
     /// Starts answering every request with `status`.
@@ -47,17 +59,26 @@ impl Webhook {
         let url = format!("http://{}/hook", listener.local_addr().expect("address"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(Mutex::new(status));
-        let (r, s) = (requests.clone(), status.clone());
+        let hold: Hold = Arc::default();
+        let (r, s, h) = (requests.clone(), status.clone(), hold.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (r, s) = (r.clone(), s.clone());
+                let (r, s, h) = (r.clone(), s.clone(), h.clone());
                 tokio::spawn(async move {
-                    let _ = serve(stream, r, s).await;
+                    let _ = serve(stream, r, s, h).await;
                 });
             }
         });
-        Self { url, requests, status, task: Arc::new(task) }
+        Self { url, requests, status, hold, task: Arc::new(task) }
+    }
+
+    /// Holds the answer to the next request (it is recorded at once, answered only when the
+    /// returned [`Release`] is dropped); later requests are answered as usual.
+    pub fn hold_next(&self) -> Release {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.hold.lock().unwrap() = Some(rx);
+        Release(tx)
     }
 
     pub fn set_status(&self, status: u16) {
@@ -82,6 +103,7 @@ async fn serve(
     mut stream: TcpStream,
     requests: Arc<Mutex<Vec<Request>>>,
     status: Arc<Mutex<u16>>,
+    hold: Hold,
 ) -> std::io::Result<()> {
     loop {
         let mut buf = Vec::new();
@@ -121,6 +143,10 @@ async fn serve(
         }
         let answered = *status.lock().unwrap();
         requests.lock().unwrap().push(Request { method, path, headers, body, answered });
+        let held = hold.lock().unwrap().take();
+        if let Some(release) = held {
+            let _ = release.await;
+        }
         let answer = format!(
             "HTTP/1.1 {answered} Test\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"
         );

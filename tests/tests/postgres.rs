@@ -8,64 +8,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use sqlx::Connection;
+use vigil_e2e::pgbouncer::Pgbouncer;
+use vigil_e2e::postgres::TestDatabase;
 use vigil_e2e::{Agent, Collector, first_reported_host, run};
-
-/// A database of its own for one test, dropped when the test ends.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    /// None (with a loud message) without `VIGIL_TEST_DATABASE_URL`, unless
-    /// `VIGIL_REQUIRE_EXTERNAL=1`, where a missing database fails the test.
-    async fn create(test: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIGIL_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("VIGIL_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-                "VIGIL_TEST_DATABASE_URL is not set and VIGIL_REQUIRE_EXTERNAL=1"
-            );
-            eprintln!(
-                "SKIPPED {test}: VIGIL_TEST_DATABASE_URL is not set \
-                 (e.g. postgres://postgres@127.0.0.1/test)"
-            );
-            return None;
-        };
-        let name = format!("vigil_e2e_{}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("test database");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
-        let url = format!("{base}/{name}");
-        Some(Self { admin_url, name, url })
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(&drop).execute(&mut conn).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 fn collector_cmd(data_dir: &Path, args: &[&str]) -> Output {
     let mut all = vec!["--data-dir", data_dir.to_str().unwrap()];
@@ -167,10 +112,8 @@ impl CuttableProxy {
 async fn a_database_outage_holds_acknowledgements_and_loses_nothing() {
     let Some(db) = TestDatabase::create("a_database_outage").await else { return };
     let upstream = {
-        let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
-        let host = options.get_host().to_owned();
-        let host = if host.starts_with('/') { "127.0.0.1".to_owned() } else { host };
-        tokio::net::lookup_host((host.as_str(), options.get_port())).await.unwrap().next().unwrap()
+        let (host, port) = db.server();
+        tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap()
     };
     let proxy = CuttableProxy::start(upstream).await;
     let (_, path) = db.url.rsplit_once('/').unwrap();
@@ -335,4 +278,85 @@ async fn wrong_refused_and_unreachable_databases_are_told_apart() {
     let out = collector_cmd(&data, &["--database", &db.url, "backup", "--to", "x.backup"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
+}
+
+/// Two collectors through one transaction-pooling pgbouncer with two server connections, far
+/// fewer than the collectors pool, so their transactions and prepared statements share server
+/// connections: every report of two agents (one on each collector) is stored once, an
+/// incident opens from a degraded array, and a collector killed and restarted through the
+/// pooler (migrating again under its lock) carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_through_a_transaction_pooling_pgbouncer_store_every_report_once() {
+    use vigil_e2e::mdstat::{self, DEGRADED};
+    let Some(db) = TestDatabase::create("through_a_transaction_pooling_pgbouncer").await else {
+        return;
+    };
+    let (host, port) = db.server();
+    let Some(bouncer) = Pgbouncer::start((&host, port), 2, 200) else { return };
+    let url = bouncer.url(&db.name);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[enrollment]\nattempts_per_minute = 100\n\n[ingest]\nmin_silence = \"1day\"\n\n\
+                  [incidents]\nsweep_every = \"100ms\"\nstart_grace = \"1ms\"\n\n\
+                  [rules.\"clock.unsynchronised\"]\nenabled = false\n";
+    let database = ["--database", url.as_str()];
+    let mut a = Collector::start_with_config(&tmp.path().join("a"), None, config, &database);
+    let b = Collector::start_replica(&a, &tmp.path().join("b"), config, &database);
+    let (agent_a, root) = mdstat::healthy_agent(&a, tmp.path(), "on-a").await;
+    let (agent_b, _) = mdstat::healthy_agent(&b, tmp.path(), "on-b").await;
+    let hosts: Vec<(String, String)> =
+        [&agent_a, &agent_b].into_iter().map(|agent| (agent.host_id(), agent.instance())).collect();
+    mdstat::set(&root, DEGRADED);
+    b.wait_for("an incident from the degraded array", Duration::from_secs(60), async |c| {
+        let incidents = c.get("/api/v1/incidents").await;
+        let open = incidents["incidents"].as_array()?.iter().any(|i| {
+            i["rule"].as_str().is_some_and(|r| r.starts_with("raid.")) && i["state"] == "open"
+        });
+        open.then_some(())
+    })
+    .await;
+    for (host, instance) in &hosts {
+        b.wait_for("five reports of each agent", Duration::from_secs(30), async |c| {
+            (c.receipts_once(host, instance).await.len() >= 5).then_some(())
+        })
+        .await;
+    }
+
+    // SIGKILL one collector; restarted on its ports through the pooler, it takes its agent back.
+    let ports = (a.grpc, a.http);
+    a.proc.kill();
+    let a = Collector::start_with_config(&tmp.path().join("a"), Some(ports), config, &database);
+    for (host, instance) in &hosts {
+        let last = *b.receipts_once(host, instance).await.last().unwrap();
+        a.wait_for("reports after the restart", Duration::from_secs(30), async |c| {
+            (c.receipts_once(host, instance).await.last() >= Some(&(last + 3))).then_some(())
+        })
+        .await;
+        // `receipts_once` asserts no seq is held twice; none is missing either.
+        let seqs: Vec<u64> = a.receipts_once(host, instance).await.into_iter().collect();
+        assert_eq!(seqs, (1..=*seqs.last().unwrap()).collect::<Vec<_>>(), "no seq is missing");
+    }
+    let incidents = db.scalar("SELECT COUNT(*) FROM incidents WHERE rule LIKE 'raid.%'").await;
+    assert_eq!(incidents, 1, "one incident for the one degraded array");
+    for log in [a.proc.log_text(), b.proc.log_text()] {
+        assert!(!log.contains("prepared statement"), "{log}");
+        assert!(!log.contains(" ERROR "), "{log}");
+    }
+    let log = bouncer.log_text();
+    assert!(!log.contains("ERROR"), "pgbouncer:\n{log}");
+}
+
+/// A transaction-pooling pgbouncer that does not track prepared statements (as before 1.21)
+/// breaks every prepared statement: the collector says so and exits 2 instead of waiting for a
+/// database that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_that_loses_prepared_statements_is_named_as_the_setting_to_fix() {
+    let Some(db) = TestDatabase::create("a_pooler_that_loses_prepared_statements").await else {
+        return;
+    };
+    let (host, port) = db.server();
+    let Some(bouncer) = Pgbouncer::start((&host, port), 1, 0) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = collector_cmd(&tmp.path().join("data"), &["--database", &bouncer.url(&db.name)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("max_prepared_statements"), "{}", stderr(&out));
 }

@@ -7,12 +7,11 @@
 //! implemented in the file of the same name, with the same SQL as the SQLite store's wherever
 //! the two engines agree (`$n` parameters, `ON CONFLICT`, `RETURNING`, row values).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres};
 
 use super::columns::*;
@@ -29,7 +28,10 @@ mod maintenance;
 mod notify;
 mod reports;
 mod sla;
+pub mod targets;
 mod tenancy;
+
+use targets::{PrimaryWatch, Targets, find_primary, is_primary};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -72,6 +74,46 @@ fn refused_connection(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// An error of the first statements at start. Through a transaction-pooling pgbouncer that
+/// does not track prepared statements (older than 1.21, or `max_prepared_statements = 0`), a
+/// statement prepared on one server connection is looked for on another: it already exists
+/// (SQLSTATE 42P05) or does not (26000). That is a setting to fix, not an outage to wait out.
+fn setup_failed(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "42P05" || c == "26000") => {
+            StoreError::FailedPrecondition(format!(
+                "{err}: the database is reached through a connection pooler in transaction mode \
+                 that does not keep track of prepared statements; with pgbouncer, set \
+                 max_prepared_statements (pgbouncer 1.21 or later) or pool_mode = session \
+                 (docs/scale-out.md)"
+            ))
+        }
+        _ => unavailable(err),
+    }
+}
+
+/// Why no primary was found among several servers: a refusal for good (credentials, no such
+/// database) from any of them is a setting to fix; otherwise none answered as the primary.
+async fn no_primary(targets: &Targets) -> StoreError {
+    for server in &targets.servers {
+        let tried = tokio::time::timeout(
+            Duration::from_secs(2),
+            <PgConnection as sqlx::Connection>::connect_with(server),
+        )
+        .await;
+        if let Ok(Err(err)) = tried
+            && let refused @ StoreError::FailedPrecondition(_) = refused_connection(err)
+        {
+            return refused;
+        }
+    }
+    let names: Vec<String> = (0..targets.servers.len()).map(|i| targets.name(i)).collect();
+    StoreError::Unavailable(format!(
+        "none of the servers of store.url answers as the primary (tried {})",
+        names.join(", ")
+    ))
+}
+
 /// `$1, …` placeholders of a multi-row `VALUES` list: `rows` rows of `types.len()` columns,
 /// each cast to its type when one is given (PostgreSQL cannot infer the types of a `VALUES`
 /// list in a `WITH`).
@@ -95,39 +137,97 @@ pub(super) fn values_rows(rows: usize, types: &[&str]) -> String {
     sql
 }
 
+/// The advisory lock key the collectors' migrations take (`vigil` in ASCII).
+const MIGRATION_LOCK: i64 = 0x0076_6967_696c;
+
+/// Applies pending migrations, one replica at a time: in one transaction that first takes a
+/// transaction-scoped advisory lock, with each migration in a savepoint of it (sqlx's own
+/// session-level lock turned off). A session-level lock taken and released through a
+/// transaction-pooling pgbouncer may land on two different server connections and never be
+/// released; a transaction's lock and work stay on one, and a replica waiting for the lock
+/// holds one server connection, never two, so replicas starting together cannot starve each
+/// other of the pooler's connections. Those after the first find nothing left to apply.
+async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(setup_failed)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(setup_failed)?;
+    let mut migrator = sqlx::migrate!("src/store/migrations/postgres");
+    migrator.set_locking(false);
+    migrator.run_direct(&mut *tx).await.map_err(migration_failed)?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(())
+}
+
 impl PgStore {
     /// Connects to `url`, applies pending migrations, and answers once the database does.
     /// With `schema`, every connection works in that schema (created if missing): how tests
     /// keep their runs apart in one database.
     pub async fn open(url: &str, schema: Option<&str>) -> StoreResult<Self> {
-        let mut options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?
-            .application_name("vigil-collector");
-        if let Some(schema) = schema {
-            options = options.options([("search_path", schema)]);
-        }
+        let parsed =
+            Targets::parse(url).map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let servers = parsed
+            .servers
+            .into_iter()
+            .map(|server| match schema {
+                Some(schema) => server.options([("search_path", schema)]),
+                None => server,
+            })
+            .collect();
+        let targets = Targets { servers };
+        let several = targets.servers.len() > 1;
         // One connection first: it fails at once when nothing answers, where the pool would
-        // retry for its whole acquire timeout.
-        let probe = <PgConnection as sqlx::Connection>::connect_with(&options)
+        // retry for its whole acquire timeout. Of several servers, the primary's.
+        let (current, probe) = if several {
+            match find_primary(&targets).await {
+                Some((index, conn)) => (index, Some(conn)),
+                None => return Err(no_primary(&targets).await),
+            }
+        } else {
+            let probe = <PgConnection as sqlx::Connection>::connect_with(&targets.servers[0])
+                .await
+                .map_err(refused_connection)?;
+            let _ = sqlx::Connection::close(probe).await;
+            (0, None)
+        };
+        let mut pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10));
+        if several {
+            // A connection that lands on a standby (a primary demoted since) is refused, so
+            // no write is tried where it cannot succeed.
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    if is_primary(conn).await? {
+                        Ok(())
+                    } else {
+                        Err(sqlx::Error::Protocol(
+                            "the server is a standby, not the primary".into(),
+                        ))
+                    }
+                })
+            });
+        }
+        let read = pool
+            .connect_with(targets.servers[current].clone())
             .await
             .map_err(refused_connection)?;
-        let _ = sqlx::Connection::close(probe).await;
-        let read = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(refused_connection)?;
+        if several {
+            tracing::info!(
+                primary = %targets.name(current),
+                servers = targets.servers.len(),
+                "PostgreSQL primary found; watching it every second"
+            );
+            tokio::spawn(PrimaryWatch { targets, pool: read.clone(), current }.run(probe));
+        }
         if let Some(schema) = schema {
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
                 .execute(&read)
                 .await
-                .map_err(unavailable)?;
+                .map_err(setup_failed)?;
         }
-        sqlx::migrate!("src/store/migrations/postgres")
-            .run(&read)
-            .await
-            .map_err(migration_failed)?;
+        migrate(&read).await?;
         let store = Self { read };
         store.make_rollup_partitions(None).await?;
         Ok(store)
