@@ -7,6 +7,7 @@
 //! [`webhook`] is a recording webhook receiver.
 
 pub mod alertmanager;
+pub mod autofailover;
 pub mod identity;
 pub mod mdstat;
 pub mod pgbouncer;

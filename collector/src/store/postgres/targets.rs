@@ -1,7 +1,7 @@
 //! Where the PostgreSQL store connects. `store.url` names one server, or several in libpq's
 //! multi-host form (`postgres://vigil@db1:5432,db2:5432/vigil?target_session_attrs=read-write`,
 //! what `pg_autoctl show uri` prints), which sqlx cannot parse itself. With several, the
-//! collector writes to whichever of them is the primary (not in recovery): it looks for it at
+//! collector writes to whichever of them is the primary (accepts writes): it looks for it at
 //! start, refuses a pooled connection that lands on a standby, and watches it once a second;
 //! when it stops answering or is demoted, the next primary found takes its place for every new
 //! connection ([`PrimaryWatch`]). While none is found, writes fail as unavailable, agents keep
@@ -77,11 +77,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the primary is checked.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Whether the server behind `conn` is a primary (accepts writes).
+/// Whether the server behind `conn` accepts writes, as libpq's `target_session_attrs=read-write`
+/// judges it: `transaction_read_only` is off. Not `pg_is_in_recovery()`: a standby that
+/// pg_auto_failover has just promoted is out of recovery but stays read-only until the old
+/// primary is known to be gone.
 pub async fn is_primary(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let in_recovery: bool =
-        sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut *conn).await?;
-    Ok(!in_recovery)
+    let read_only: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(read_only == "off")
 }
 
 /// A connection to server `index` if it answers within [`PROBE_TIMEOUT`] and is the primary.
