@@ -5,8 +5,8 @@
 //! [`maintenance`], [`sla`] (contracts, clocks, the runner lease) and [`notify`] (outbox,
 //! deliveries). Each module holds the records of its stage and its trait; [`Store`] is all of
 //! them. The embedded SQLite backend (the default, nothing to set up) implements each stage in
-//! its own file under `sqlite/`, and a PostgreSQL backend (for several replicas) will share the
-//! contract and the conformance suite (`tests.rs`). The stores apply writes; the decisions
+//! its own file under `sqlite/`, and the PostgreSQL backend (for several replicas) under
+//! `postgres/`; both pass the one conformance suite (`tests.rs`). The stores apply writes; the decisions
 //! (what opens, what escalates, who is notified) are made by the stages' pure code. Migrations
 //! are numbered, append-only files per engine under `migrations/`.
 
