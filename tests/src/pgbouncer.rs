@@ -5,7 +5,6 @@
 //! The binary comes from `VIGIL_TEST_PGBOUNCER`, else `/usr/sbin/pgbouncer`; a test without it
 //! is skipped loudly, or fails under `VIGIL_REQUIRE_EXTERNAL=1`.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,8 +83,7 @@ impl Pgbouncer {
     }
 
     pub fn log_text(&self) -> String {
-        let Ok(file) = std::fs::File::open(&self.log) else { return String::new() };
-        BufReader::new(file).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n")
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
