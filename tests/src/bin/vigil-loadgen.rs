@@ -23,28 +23,39 @@ use vigil_proto::v1::{
 };
 
 struct Args {
-    collector: String,
+    /// Collector URLs: agent i starts at the i-th (modulo their number) and moves to the
+    /// next when its stream fails.
+    collectors: Vec<String>,
     ca_sha256: String,
     token: String,
     agents: usize,
     rate: f64,
     seconds: u64,
+    /// The first this many agents report a full root filesystem from their sixth report on
+    /// (an L2 incident each).
+    faulty: usize,
+    /// Where to write one JSON line per agent: host id, instance, highest acknowledged seq.
+    acks: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        collector: "https://127.0.0.1:7700".into(),
+        collectors: Vec::new(),
         ca_sha256: String::new(),
         token: String::new(),
         agents: 100,
         rate: 1000.0,
         seconds: 30,
+        faulty: 0,
+        acks: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--collector" => args.collector = value()?,
+            "--collector" => args.collectors.push(value()?),
+            "--faulty" => args.faulty = value()?.parse().map_err(|e| format!("--faulty: {e}"))?,
+            "--acks" => args.acks = Some(value()?.into()),
             "--ca-sha256" => args.ca_sha256 = value()?,
             "--token" => args.token = value()?,
             "--agents" => args.agents = value()?.parse().map_err(|e| format!("--agents: {e}"))?,
@@ -55,7 +66,10 @@ fn parse_args() -> Result<Args, String> {
             "--help" | "-h" => {
                 return Err(
                     "usage: vigil-loadgen --ca-sha256 HASH --token TOKEN [--collector URL] \
-                            [--agents N] [--rate REPORTS_PER_SECOND] [--seconds N]"
+                            [--agents N] [--rate REPORTS_PER_SECOND] [--seconds N] [--faulty N] \
+                     [--acks FILE]\n\
+                     --collector may be given several times: agents spread over the \
+                     collectors and move to the next one when a stream fails"
                         .into(),
                 );
             }
@@ -65,9 +79,15 @@ fn parse_args() -> Result<Args, String> {
     if args.ca_sha256.is_empty() || args.token.is_empty() {
         return Err("--ca-sha256 and --token are required (vigilctl tokens create --uses N)".into());
     }
-    let host = args.collector.trim_start_matches("https://");
-    if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
-        return Err("the load generator only targets loopback collectors".into());
+    if args.collectors.is_empty() {
+        args.collectors.push("https://127.0.0.1:7700".into());
+    }
+    for url in &args.collectors {
+        let host = url.trim_start_matches("https://");
+        if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"))
+        {
+            return Err(format!("{url}: the load generator only targets loopback collectors"));
+        }
     }
     Ok(args)
 }
@@ -82,8 +102,11 @@ fn probe(name: &str, data: probe_result::Data) -> ProbeResult {
     }
 }
 
-/// A report shaped like a real one: facts, cpu, memory, four filesystems, three NICs.
-fn report(instance: &str, seq: u64, agent: usize) -> Report {
+/// A report shaped like a real one: facts, cpu, memory, four filesystems, three NICs. A
+/// `faulty` agent's root filesystem has 1 GiB of 100 left from its sixth report on (a
+/// condition present from the first report would go to the host's baseline review instead).
+fn report(instance: &str, seq: u64, agent: usize, faulty: bool) -> Report {
+    let faulty = faulty && seq > 5;
     let filesystems = ["/", "/var", "/home", "/boot"]
         .iter()
         .map(|m| Filesystem {
@@ -91,8 +114,8 @@ fn report(instance: &str, seq: u64, agent: usize) -> Report {
             device: "/dev/sda1".into(),
             fs_type: "ext4".into(),
             size_bytes: 100 << 30,
-            free_bytes: (40 + seq % 10) << 30,
-            available_bytes: 35 << 30,
+            free_bytes: if faulty && *m == "/" { 1 << 30 } else { (40 + seq % 10) << 30 },
+            available_bytes: if faulty && *m == "/" { 1 << 30 } else { 35 << 30 },
             inodes_total: 6_000_000,
             inodes_free: 5_000_000,
             ..Default::default()
@@ -154,22 +177,56 @@ fn report(instance: &str, seq: u64, agent: usize) -> Report {
     }
 }
 
+/// What one simulated agent saw.
+struct Outcome {
+    host_id: String,
+    instance: String,
+    /// The highest seq the collectors acknowledged.
+    acked: u64,
+    latencies: Vec<Duration>,
+    /// Streams that ended or could not be opened, after which the agent moved to the next
+    /// collector URL.
+    reconnects: u32,
+    /// The longest time between two acknowledgements while the agent had reports waiting.
+    longest_wait: Duration,
+}
+
+type Inbound = tonic::Streaming<CollectorMessage>;
+
+/// Opens a report stream at `url` and waits for the collector's Welcome.
+async fn open_stream(
+    identity: &TestIdentity,
+    url: &str,
+    hello: &Hello,
+) -> Result<(mpsc::Sender<AgentMessage>, Inbound), String> {
+    let channel = identity.channel_at(url).await.map_err(|e| e.to_string())?;
+    let mut client = IngestClient::new(channel);
+    let (tx, rx) = mpsc::channel(256);
+    tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello.clone())) })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut inbound =
+        client.report(ReceiverStream::new(rx)).await.map_err(|e| e.to_string())?.into_inner();
+    inbound.message().await.map_err(|e| e.to_string())?;
+    Ok((tx, inbound))
+}
+
+/// One simulated agent: enrols, then reports every `interval` until `stop_at` and waits for
+/// the last acknowledgement. A stream that fails moves it to the next collector URL, where it
+/// sends again every report not yet acknowledged, as the real agent does from its spool.
 async fn agent(
     index: usize,
     args: &Args,
     interval: Duration,
     stop_at: Instant,
-) -> Result<Vec<Duration>, String> {
+) -> Result<Outcome, String> {
     let hostname = format!("load-{index:05}");
-    let identity =
-        TestIdentity::enroll_at(&args.collector, &args.ca_sha256, &args.token, &hostname)
-            .await
-            .map_err(|e| format!("agent {index}: enrol: {}", e.message()))?;
-    let channel =
-        identity.channel_at(&args.collector).await.map_err(|e| format!("agent {index}: {e}"))?;
-    let mut client = IngestClient::new(channel);
+    let urls = &args.collectors;
+    let mut at = index % urls.len();
+    let identity = TestIdentity::enroll_at(&urls[at], &args.ca_sha256, &args.token, &hostname)
+        .await
+        .map_err(|e| format!("agent {index}: enrol: {}", e.message()))?;
     let instance = uuid_like(index);
-    let (tx, rx) = mpsc::channel(64);
     let hello = Hello {
         agent_instance: instance.clone(),
         agent_version: "loadgen".into(),
@@ -179,43 +236,80 @@ async fn agent(
         host_id: identity.host_id.clone(),
         ..Default::default()
     };
-    tx.send(AgentMessage { kind: Some(agent_message::Kind::Hello(hello)) })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut inbound =
-        client.report(ReceiverStream::new(rx)).await.map_err(|e| e.to_string())?.into_inner();
-    inbound.message().await.map_err(|e| e.to_string())?;
+    let faulty = index < args.faulty;
 
     // Stagger agents across the interval, as a real fleet is.
     let offset = interval.mul_f64(index as f64 / args.agents.max(1) as f64);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
-    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut latencies = Vec::new();
+    let mut outcome = Outcome {
+        host_id: identity.host_id.clone(),
+        instance: instance.clone(),
+        acked: 0,
+        latencies: Vec::new(),
+        reconnects: 0,
+        longest_wait: Duration::ZERO,
+    };
+    let mut waiting: VecDeque<(u64, Instant, AgentMessage)> = VecDeque::new();
+    let mut last_progress = Instant::now();
+    let give_up = stop_at + Duration::from_secs(120);
     let mut seq = 0;
     loop {
-        tokio::select! {
-            _ = ticker.tick(), if Instant::now() < stop_at => {
-                seq += 1;
-                let msg = AgentMessage { kind: Some(agent_message::Kind::Report(report(&instance, seq, index))) };
-                in_flight.push_back((seq, Instant::now()));
-                tx.send(msg).await.map_err(|e| e.to_string())?;
-            }
-            message = inbound.message() => match message {
-                Ok(Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(ack)) })) => {
-                    let now = Instant::now();
-                    while in_flight.front().is_some_and(|(s, _)| *s <= ack.seq) {
-                        let (_, sent) = in_flight.pop_front().expect("front");
-                        latencies.push(now - sent);
-                    }
-                    if Instant::now() >= stop_at && in_flight.is_empty() {
-                        return Ok(latencies);
-                    }
+        let (tx, mut inbound) = match open_stream(&identity, &urls[at], &hello).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                if Instant::now() > give_up {
+                    return Err(format!("agent {index}: {}: {e}", urls[at]));
                 }
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(latencies),
-                Err(status) => return Err(format!("agent {index}: {status}")),
-            },
+                outcome.reconnects += 1;
+                at = (at + 1) % urls.len();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut open = true;
+        for (_, _, message) in &waiting {
+            open &= tx.send(message.clone()).await.is_ok();
         }
+        while open {
+            if Instant::now() >= stop_at && waiting.is_empty() {
+                return Ok(outcome);
+            }
+            tokio::select! {
+                _ = ticker.tick(), if Instant::now() < stop_at => {
+                    seq += 1;
+                    let message = AgentMessage {
+                        kind: Some(agent_message::Kind::Report(report(&instance, seq, index, faulty))),
+                    };
+                    if waiting.is_empty() {
+                        last_progress = Instant::now();
+                    }
+                    waiting.push_back((seq, Instant::now(), message.clone()));
+                    open = tx.send(message).await.is_ok();
+                }
+                message = inbound.message() => match message {
+                    Ok(Some(CollectorMessage { kind: Some(collector_message::Kind::Ack(ack)) })) => {
+                        let now = Instant::now();
+                        outcome.longest_wait = outcome.longest_wait.max(now - last_progress);
+                        last_progress = now;
+                        outcome.acked = outcome.acked.max(ack.seq);
+                        while waiting.front().is_some_and(|(s, _, _)| *s <= ack.seq) {
+                            let (_, sent, _) = waiting.pop_front().expect("front");
+                            outcome.latencies.push(now - sent);
+                        }
+                        if now >= stop_at && waiting.is_empty() {
+                            return Ok(outcome);
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => open = false,
+                },
+            }
+        }
+        if Instant::now() > give_up {
+            return Err(format!("agent {index}: {} reports never acknowledged", waiting.len()));
+        }
+        outcome.reconnects += 1;
+        at = (at + 1) % urls.len();
     }
 }
 
@@ -253,9 +347,21 @@ async fn main() {
     }
     let mut latencies = Vec::new();
     let mut failures = 0;
+    let (mut reconnects, mut longest_wait) = (0, Duration::ZERO);
+    let mut acks = String::new();
     for task in tasks {
         match task.await {
-            Ok(Ok(mut l)) => latencies.append(&mut l),
+            Ok(Ok(mut outcome)) => {
+                latencies.append(&mut outcome.latencies);
+                reconnects += outcome.reconnects;
+                longest_wait = longest_wait.max(outcome.longest_wait);
+                let line = serde_json::json!({
+                    "host_id": outcome.host_id,
+                    "instance": outcome.instance,
+                    "acked": outcome.acked,
+                });
+                acks.push_str(&format!("{line}\n"));
+            }
             Ok(Err(e)) => {
                 failures += 1;
                 eprintln!("{e}");
@@ -285,6 +391,16 @@ async fn main() {
         ms(percentile(&latencies, 99.9)),
         ms(latencies.last().copied().unwrap_or_default()),
     );
+    println!(
+        "reconnects={reconnects} longest wait for an acknowledgement ms={:.0}",
+        ms(longest_wait)
+    );
+    if let Some(path) = &args.acks
+        && let Err(e) = std::fs::write(path, acks)
+    {
+        eprintln!("vigil-loadgen: {}: {e}", path.display());
+        failures += 1;
+    }
     if failures > 0 {
         std::process::exit(1);
     }
