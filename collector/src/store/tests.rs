@@ -265,6 +265,30 @@ pub async fn a_reused_seq_with_other_content_is_a_conflict(store: &dyn Store) {
     assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2, "the conflict is not counted");
 }
 
+/// A seq sent twice within one batch (a resend before the first was acknowledged): the
+/// second is a duplicate when it is the same report and a conflict when it is not, exactly as
+/// in two batches; neither is counted in the roll-ups twice.
+pub async fn a_seq_twice_in_one_batch_is_a_duplicate_or_a_conflict(store: &dyn Store) {
+    let host = enrolled(store, "srv01").await;
+    let mut reused = record(host, "i1", 2, 9_000);
+    reused.digest = [0xee; 32];
+    reused.encoded = vec![0xee];
+    let batch = [
+        record(host, "i1", 1, 1_000),
+        record(host, "i1", 1, 1_000),
+        record(host, "i1", 2, 2_000),
+        reused,
+    ];
+    let outcomes = commit(store, &batch).await;
+    use CommitOutcome::*;
+    assert_eq!(outcomes, [Stored, Duplicate, Stored, Conflict]);
+    let receipts = store.receipts(host, None, 100).await.unwrap();
+    assert_eq!(receipts.iter().map(|r| r.collected_at_ms).collect::<Vec<_>>(), [1_000, 2_000]);
+    let rollups = store.rollups(host, "cpu.usage_ratio", 0).await.unwrap();
+    assert_eq!(rollups.iter().map(|r| r.count).sum::<u64>(), 2);
+    assert_eq!(store.latest_report(host).await.unwrap().unwrap().seq, 2);
+}
+
 pub async fn a_replay_older_than_the_receipt_window_is_stale_not_stored_twice(store: &dyn Store) {
     let host = enrolled(store, "srv01").await;
     let old: Vec<ReportRecord> =
@@ -981,6 +1005,7 @@ macro_rules! store_test_suite {
             case!(duplicates_are_acknowledged_and_ignored);
             case!(a_poisoned_record_fails_alone);
             case!(a_reused_seq_with_other_content_is_a_conflict);
+            case!(a_seq_twice_in_one_batch_is_a_duplicate_or_a_conflict);
             case!(a_replay_older_than_the_receipt_window_is_stale_not_stored_twice);
             case!(new_instance_is_stored_beside_old);
             case!(latest_report_is_newest_collected);

@@ -21,6 +21,7 @@ use crate::clock::UnixMs;
 use crate::ids::{CustomerId, DeliveryId, HostId, IncidentId, OutboxId, SiteId, TimelineId};
 
 mod access;
+mod batch;
 mod enrolment;
 mod hosts;
 mod incidents;

@@ -1,5 +1,6 @@
-//! PostgreSQL side of ingest: the group commit of reports (one transaction, one savepoint per
-//! report), goodbyes, host timeline entries and retention in small batches.
+//! PostgreSQL side of ingest: the group commit of reports (one transaction; one statement per
+//! table in `batch.rs`, or statements per report, under a savepoint each when a batch was
+//! refused), goodbyes, host timeline entries and retention in small batches.
 
 use async_trait::async_trait;
 
@@ -15,6 +16,11 @@ impl PgStore {
         isolate: bool,
     ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+        if !isolate && records.iter().all(|r| r.seq > r.pruned_through_seq) {
+            let outcomes = super::batch::commit(&mut tx, records).await?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(outcomes.into_iter().map(Ok).collect());
+        }
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
             if !isolate {
