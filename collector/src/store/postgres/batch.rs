@@ -6,8 +6,8 @@
 //! min, max, sum and count), as pure code; [`commit`] applies them.
 //!
 //! A batch holding a seq at or below its stream's pruning watermark, which needs a lookup of
-//! its own, goes the per-report way instead (see `reports.rs`); so does a batch the store
-//! refused, one savepoint per report, so a bad report fails alone.
+//! its own, goes report by report instead, each a batch of one (see `reports.rs`); so does a
+//! batch the store refused, one savepoint per report, so a bad report fails alone.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,34 +20,42 @@ use crate::store::{CommitOutcome, ReportRecord, StoreResult};
 /// (host, instance, seq): the key of a receipt.
 type ReceiptKey = (String, String, i64);
 
+/// Records the series `records` name for the first time, before anything else (even for a
+/// report not stored again): the caps then count every series a host may have rows of.
+pub(super) async fn record_series(
+    tx: &mut PgConnection,
+    records: &[ReportRecord],
+) -> StoreResult<()> {
+    let (hosts, series): (Vec<String>, Vec<&str>) = records
+        .iter()
+        .flat_map(|r| r.new_series.iter().map(move |s| (r.host_id.to_string(), s.as_str())))
+        .unzip();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let received: Vec<i64> =
+        records.iter().flat_map(|r| r.new_series.iter().map(|_| r.received_at_ms)).collect();
+    sqlx::query(
+        "INSERT INTO host_series (host_id, series, first_seen_ms) \
+         SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::INT8[]) \
+         ON CONFLICT (host_id, series) DO NOTHING",
+    )
+    .bind(&hosts)
+    .bind(&series)
+    .bind(&received)
+    .execute(&mut *tx)
+    .await
+    .map_err(refused)?;
+    Ok(())
+}
+
 /// Commits `records` in the open transaction `tx`, one statement per table.
 pub(super) async fn commit(
     tx: &mut PgConnection,
     records: &[ReportRecord],
 ) -> StoreResult<Vec<CommitOutcome>> {
+    record_series(tx, records).await?;
     let hosts: Vec<String> = records.iter().map(|r| r.host_id.to_string()).collect();
-
-    // The series first, even for a report not stored again (the caps count them).
-    let (series_hosts, series): (Vec<&str>, Vec<&str>) = records
-        .iter()
-        .zip(&hosts)
-        .flat_map(|(r, h)| r.new_series.iter().map(move |s| (h.as_str(), s.as_str())))
-        .unzip();
-    if !series.is_empty() {
-        let received: Vec<i64> =
-            records.iter().flat_map(|r| r.new_series.iter().map(|_| r.received_at_ms)).collect();
-        sqlx::query(
-            "INSERT INTO host_series (host_id, series, first_seen_ms) \
-             SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::INT8[]) \
-             ON CONFLICT (host_id, series) DO NOTHING",
-        )
-        .bind(&series_hosts)
-        .bind(&series)
-        .bind(&received)
-        .execute(&mut *tx)
-        .await
-        .map_err(refused)?;
-    }
 
     // The receipts: those the insert returns are new, the first record of each key.
     let instances: Vec<&str> = records.iter().map(|r| r.instance.as_str()).collect();
@@ -368,6 +376,21 @@ mod tests {
         assert_eq!(
             rows.rollups[&("h", "mem", 0)],
             Bucket { min: 7.0, max: 7.0, sum: 7.0, count: 1 }
+        );
+    }
+
+    #[test]
+    fn a_series_named_twice_in_one_report_is_one_row() {
+        let records = [record(1, 1_000, 1_000, &[("cpu", 0.5), ("fs./", 3.0), ("cpu", 0.25)])];
+        let hosts = vec!["h".to_owned()];
+        let rows = BatchRows::plan(&records, &hosts, &[CommitOutcome::Stored]);
+        assert_eq!(
+            rows.rollups[&("h", "cpu", 0)],
+            Bucket { min: 0.25, max: 0.5, sum: 0.75, count: 2 }
+        );
+        assert_eq!(
+            rows.rollups[&("h", "fs./", 0)],
+            Bucket { min: 3.0, max: 3.0, sum: 3.0, count: 1 }
         );
     }
 

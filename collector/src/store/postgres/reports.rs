@@ -1,6 +1,6 @@
-//! PostgreSQL side of ingest: the group commit of reports (one transaction; one statement per
-//! table in `batch.rs`, or statements per report, under a savepoint each when a batch was
-//! refused), goodbyes, host timeline entries and retention in small batches.
+//! PostgreSQL side of ingest: the group commit of reports (one transaction, written by the
+//! statements of `batch.rs`; report by report, under a savepoint each, when the store refused
+//! the batch), goodbyes, host timeline entries and retention in small batches.
 
 use async_trait::async_trait;
 
@@ -49,197 +49,29 @@ impl PgStore {
         Ok(outcomes)
     }
 
+    /// One report: a seq at or below what retention pruned, with no receipt left, may have
+    /// been stored before its receipt aged out, so it is not stored again (looked up only for
+    /// seqs at or below the watermark the stream saw when it opened); any other goes through
+    /// the batch statements as a batch of one.
     async fn commit_one(tx: &mut PgConnection, r: &ReportRecord) -> StoreResult<CommitOutcome> {
-        let host = r.host_id.to_string();
-        // Recorded before anything else (even for a report not stored again): the caps then
-        // count every series the host may have rows of.
-        if !r.new_series.is_empty() {
-            sqlx::query(
-                "INSERT INTO host_series (host_id, series, first_seen_ms) \
-                 SELECT $1, s, $3 FROM UNNEST($2::text[]) AS s \
-                 ON CONFLICT (host_id, series) DO NOTHING",
-            )
-            .bind(&host)
-            .bind(&r.new_series)
-            .bind(r.received_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(refused)?;
-        }
-        // A seq at or below what retention pruned, with no receipt left: it may have been
-        // stored before its receipt aged out, so it is not stored again. Looked up only for
-        // seqs at or below the watermark the stream saw when it opened.
         if r.seq <= r.pruned_through_seq {
             let held: Option<i64> = sqlx::query_scalar(
                 "SELECT 1::BIGINT FROM report_receipts WHERE host_id = $1 AND instance = $2 AND seq = $3",
             )
-            .bind(&host)
+            .bind(r.host_id.to_string())
             .bind(&r.instance)
             .bind(r.seq as i64)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
             if held.is_none() {
+                // Its series count toward the caps all the same.
+                super::batch::record_series(tx, std::slice::from_ref(r)).await?;
                 return Ok(CommitOutcome::Stale);
             }
         }
-        let inserted = sqlx::query(
-            "INSERT INTO report_receipts \
-             (host_id, instance, seq, collected_at_ms, received_at_ms, replayed, digest) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (host_id, instance, seq) DO NOTHING",
-        )
-        .bind(&host)
-        .bind(&r.instance)
-        .bind(r.seq as i64)
-        .bind(r.collected_at_ms)
-        .bind(r.received_at_ms)
-        .bind(r.replayed)
-        .bind(r.digest.as_slice())
-        .execute(&mut *tx)
-        .await
-        .map_err(refused)?
-        .rows_affected();
-        if inserted == 0 {
-            let held: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT digest FROM report_receipts WHERE host_id = $1 AND instance = $2 AND seq = $3",
-            )
-            .bind(&host)
-            .bind(&r.instance)
-            .bind(r.seq as i64)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            // Receipts from before digests were kept compare by seq alone.
-            if held.is_some_and(|held| held != r.digest) {
-                return Ok(CommitOutcome::Conflict);
-            }
-        }
-
-        // The rest in one statement (writable CTEs), a round trip per table being what bounded
-        // ingest on PostgreSQL (docs/benchmarks.md): the stream's and the host's bookkeeping
-        // always, the latest report and the roll-ups only for a report not held before.
-        let stored = inserted > 0;
-        let rollups = RollupRows::of(if stored { &r.series } else { &[] });
-        let mut statement = sqlx::query(if stored { BOOKKEEPING_AND_STORE } else { BOOKKEEPING })
-            .bind(&host)
-            .bind(&r.instance)
-            .bind(r.received_at_ms)
-            .bind((!r.replayed).then_some(r.received_at_ms))
-            .bind(r.seq as i64)
-            .bind(&r.hostname)
-            .bind(&r.agent_version)
-            .bind(i64::from(r.interval_seconds));
-        if stored {
-            let bucket = r.collected_at_ms - r.collected_at_ms.rem_euclid(ROLLUP_BUCKET_MS);
-            statement = statement
-                .bind(r.collected_at_ms)
-                .bind(&r.encoded)
-                .bind(bucket)
-                .bind(&rollups.series)
-                .bind(&rollups.min)
-                .bind(&rollups.max)
-                .bind(&rollups.sum)
-                .bind(&rollups.count);
-        }
-        statement.execute(&mut *tx).await.map_err(refused)?;
-        if !stored {
-            return Ok(CommitOutcome::Duplicate);
-        }
-        Ok(CommitOutcome::Stored)
-    }
-}
-
-/// The stream's row, as the first CTE of both statements below.
-macro_rules! stream_cte {
-    () => {
-        "WITH stream AS ( \
-            INSERT INTO agent_instances \
-            (host_id, instance, first_seen_ms, last_seen_ms, last_live_ms, max_seq) \
-            VALUES ($1, $2, $3, $3, $4, $5) \
-            ON CONFLICT (host_id, instance) DO UPDATE SET \
-              last_seen_ms = excluded.last_seen_ms, \
-              last_live_ms = COALESCE(excluded.last_live_ms, agent_instances.last_live_ms), \
-              max_seq = CASE WHEN excluded.max_seq > agent_instances.max_seq \
-                             THEN excluded.max_seq ELSE agent_instances.max_seq END \
-        ) "
-    };
-}
-
-/// The host's row.
-macro_rules! host_update {
-    () => {
-        "UPDATE hosts SET last_seen_ms = $3, hostname = $6, agent_version = $7, \
-          interval_seconds = $8, goodbye_reason = NULL, goodbye_at_ms = NULL WHERE id = $1"
-    };
-}
-
-/// A report's stream and host bookkeeping: $1 host, $2 instance, $3 received at, $4 received
-/// live at (NULL for a replayed report), $5 seq, $6 hostname, $7 agent version, $8 interval.
-const BOOKKEEPING: &str = concat!(stream_cte!(), host_update!());
-
-/// [`BOOKKEEPING`], and the report stored: $9 collected at, $10 the encoded report, $11 the
-/// roll-up bucket, $12 … $16 the roll-up rows ([`RollupRows`]).
-const BOOKKEEPING_AND_STORE: &str = concat!(
-    stream_cte!(),
-    ", host AS (",
-    host_update!(),
-    "), latest AS ( \
-        INSERT INTO latest_reports \
-        (host_id, instance, seq, collected_at_ms, received_at_ms, report) \
-        VALUES ($1, $2, $5, $9, $3, $10) \
-        ON CONFLICT (host_id) DO UPDATE SET instance = excluded.instance, \
-          seq = excluded.seq, collected_at_ms = excluded.collected_at_ms, \
-          received_at_ms = excluded.received_at_ms, report = excluded.report \
-        WHERE excluded.collected_at_ms >= latest_reports.collected_at_ms \
-    ) \
-    INSERT INTO rollups_5m \
-    (host_id, series, bucket_start_ms, min_value, max_value, sum_value, sample_count) \
-    SELECT $1, s.series, $11, s.min_value, s.max_value, s.sum_value, s.sample_count \
-    FROM UNNEST($12::TEXT[], $13::FLOAT8[], $14::FLOAT8[], $15::FLOAT8[], $16::INT8[]) \
-      AS s (series, min_value, max_value, sum_value, sample_count) \
-    ON CONFLICT (host_id, series, bucket_start_ms) DO UPDATE SET \
-      min_value = CASE WHEN excluded.min_value < rollups_5m.min_value \
-                       THEN excluded.min_value ELSE rollups_5m.min_value END, \
-      max_value = CASE WHEN excluded.max_value > rollups_5m.max_value \
-                       THEN excluded.max_value ELSE rollups_5m.max_value END, \
-      sum_value = rollups_5m.sum_value + excluded.sum_value, \
-      sample_count = rollups_5m.sample_count + excluded.sample_count"
-);
-
-/// One report's roll-up readings as the columns of one multi-row upsert, a series named
-/// twice folded into one row (an upsert may not touch a row twice).
-#[derive(Debug, Default, PartialEq)]
-struct RollupRows {
-    series: Vec<String>,
-    min: Vec<f64>,
-    max: Vec<f64>,
-    sum: Vec<f64>,
-    count: Vec<i64>,
-}
-
-impl RollupRows {
-    fn of(readings: &[(String, f64)]) -> Self {
-        let mut rows = Self::default();
-        let mut at = std::collections::HashMap::with_capacity(readings.len());
-        for (series, value) in readings {
-            match at.get(series.as_str()) {
-                Some(&i) => {
-                    rows.min[i] = f64::min(rows.min[i], *value);
-                    rows.max[i] = f64::max(rows.max[i], *value);
-                    rows.sum[i] += value;
-                    rows.count[i] += 1;
-                }
-                None => {
-                    at.insert(series.as_str(), rows.series.len());
-                    rows.series.push(series.clone());
-                    rows.min.push(*value);
-                    rows.max.push(*value);
-                    rows.sum.push(*value);
-                    rows.count.push(1);
-                }
-            }
-        }
-        rows
+        let outcomes = super::batch::commit(tx, std::slice::from_ref(r)).await?;
+        Ok(outcomes[0])
     }
 }
 
@@ -431,27 +263,5 @@ impl ReportStore for PgStore {
             tokio::task::yield_now().await;
         }
         Ok(stats)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RollupRows;
-
-    #[test]
-    fn a_series_named_twice_in_one_report_is_one_row() {
-        let readings =
-            [("cpu".to_owned(), 0.5), ("fs./".to_owned(), 3.0), ("cpu".to_owned(), 0.25)];
-        let rows = RollupRows::of(&readings);
-        assert_eq!(
-            rows,
-            RollupRows {
-                series: vec!["cpu".into(), "fs./".into()],
-                min: vec![0.25, 3.0],
-                max: vec![0.5, 3.0],
-                sum: vec![0.75, 3.0],
-                count: vec![2, 1],
-            }
-        );
     }
 }
